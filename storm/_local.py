@@ -1,0 +1,414 @@
+"""LocalCluster: runs topologies on this machine as real worker processes wired by
+ZeroMQ over ipc://, for `storm local` and for tests. It launches, watches and
+restarts the workers and collects their metrics and errors; it owns every
+process it starts and kills them all on shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ._errors import StormError
+from ._serialization import pack, unpack
+from ._target import build_target, fingerprint, load_target, target_of
+from ._topology import TopologySpec
+
+
+@dataclass
+class WorkerInfo:
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int = 0
+    ready: bool = False
+    restarts: int = 0
+    exited: bool = False
+    fatal: str | None = None
+    last_report: float = 0.0
+    log_path: str = ""
+    backpressure: bool = False
+
+
+@dataclass
+class ComponentStats:
+    """Figures of one component summed over its tasks."""
+
+    name: str
+    kind: str
+    tasks: int
+    emitted: int = 0
+    transferred: int = 0
+    executed: int = 0
+    acked: int = 0
+    failed: int = 0
+    errors: int = 0
+    queue: int = 0
+    pending: int = 0
+    exec_ms: float | None = None
+    complete_ms: float | None = None
+    streams: dict[str, int] = field(default_factory=dict)
+
+
+class LocalTopology:
+    """One running topology of a LocalCluster."""
+
+    def __init__(self, cluster: LocalCluster, target: str, spec: TopologySpec,
+                 overrides: dict[str, Any], workers: int) -> None:
+        self.cluster = cluster
+        self.target = target
+        self.spec = spec
+        self.name = spec.name
+        self.overrides = overrides
+        self.num_workers = workers
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{_short(self.name)}-", dir=cluster.local_dir))
+        self.log_dir = self.dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        sock_dir = Path(tempfile.mkdtemp(prefix="st-", dir="/tmp"))
+        self.sock_dir = sock_dir
+        self.endpoints = [f"ipc://{sock_dir}/w{i}" for i in range(workers)]
+        self.controls = [f"ipc://{sock_dir}/c{i}" for i in range(workers)]
+        self.report_endpoint = f"ipc://{sock_dir}/r"
+        self.fingerprint = fingerprint(spec)
+        self.workers = [WorkerInfo(i, log_path=str(self.log_dir / f"worker-{i}.log")) for i in range(workers)]
+        self.task_metrics: dict[int, dict[str, Any]] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.error_count = 0
+        self.lock = threading.Lock()
+        self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.active = False
+        self.stopping = False
+        self.stopped = threading.Event()
+        self.started_at = time.time()
+        self.restart_workers = True
+        self._ctx = zmq.Context.instance()
+        self._thread = threading.Thread(target=self._run, name=f"storm-local-{self.name}", daemon=True)
+        self._ready = threading.Event()
+        self._fatal: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, timeout: float) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self._fatal:
+                self.stop()
+                raise StormError(f"topology '{self.name}' failed to start: {self._fatal}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StormError(
+                    f"topology '{self.name}': workers did not start within {timeout:.0f}s; "
+                    f"see the logs in {self.log_dir}"
+                )
+        if self._fatal:
+            self.stop()
+            raise StormError(f"topology '{self.name}' failed to start: {self._fatal}")
+
+    def _launch(self, w: WorkerInfo) -> None:
+        cmd = [
+            sys.executable, "-m", "storm._worker_main",
+            "--target", self.target,
+            "--overrides", json.dumps(self.overrides),
+            "--index", str(w.index),
+            "--workers", str(self.num_workers),
+            "--endpoints", json.dumps(self.endpoints),
+            "--control", self.controls[w.index],
+            "--report", self.report_endpoint,
+            "--fingerprint", self.fingerprint,
+            "--parent-pid", str(os.getpid()),
+        ]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        logf = open(w.log_path, "ab")
+        try:
+            w.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env=env, cwd=os.getcwd(), start_new_session=True)
+        finally:
+            logf.close()
+        w.pid = w.proc.pid
+        w.ready = False
+        w.exited = False
+
+    def _run(self) -> None:
+        report = self._ctx.socket(zmq.PULL)
+        report.setsockopt(zmq.LINGER, 0)
+        report.bind(self.report_endpoint)
+        ctl = []
+        for ep in self.controls:
+            s = self._ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, 100)
+            s.connect(ep)
+            ctl.append(s)
+
+        def send(i: int, msg: list[Any]) -> None:
+            try:
+                ctl[i].send(pack(msg), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+
+        try:
+            for w in self.workers:
+                self._launch(w)
+            stop_deadline = 0.0
+            while True:
+                if report.poll(50):
+                    while True:
+                        try:
+                            raw = report.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_report(raw, send)
+                while True:
+                    try:
+                        cmd, arg = self.commands.get_nowait()
+                    except queue.Empty:
+                        break
+                    if cmd in ("activate", "deactivate"):
+                        self.active = cmd == "activate"
+                        for w in self.workers:
+                            send(w.index, [cmd])
+                    elif cmd == "stop":
+                        self.stopping = True
+                        stop_deadline = time.monotonic() + float(arg)
+                        for w in self.workers:
+                            send(w.index, ["stop"])
+                    elif cmd == "kill_worker":
+                        w = self.workers[int(arg)]
+                        if w.proc is not None and w.proc.poll() is None:
+                            w.proc.kill()
+                self._check_workers()
+                if self.stopping:
+                    if all(w.proc is None or w.proc.poll() is not None for w in self.workers):
+                        break
+                    if time.monotonic() > stop_deadline:
+                        for w in self.workers:
+                            if w.proc is not None and w.proc.poll() is None:
+                                w.proc.kill()
+                        for w in self.workers:
+                            if w.proc is not None:
+                                try:
+                                    w.proc.wait(5)
+                                except subprocess.TimeoutExpired:
+                                    pass
+                        break
+                # drain any late reports before leaving
+        finally:
+            for w in self.workers:
+                if w.proc is not None and w.proc.poll() is None:
+                    w.proc.kill()
+                    try:
+                        w.proc.wait(5)
+                    except subprocess.TimeoutExpired:
+                        pass
+            # late reports (final metrics) sent just before exit
+            while True:
+                try:
+                    self._on_report(report.recv(zmq.NOBLOCK), send)
+                except zmq.Again:
+                    break
+                except Exception:
+                    break
+            report.close(0)
+            for s in ctl:
+                s.close(0)
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
+            self.stopped.set()
+
+    def _on_report(self, raw: bytes, send: Callable[[int, list[Any]], None]) -> None:
+        try:
+            msg = unpack(raw)
+            kind, index, pid = msg[0], int(msg[1]), int(msg[2])
+        except Exception:
+            return
+        if not 0 <= index < len(self.workers):
+            return
+        w = self.workers[index]
+        if pid != w.pid:
+            return  # a report from a previous incarnation
+        w.last_report = time.time()
+        if kind == "ready":
+            w.ready = True
+            if self.active:
+                send(index, ["activate"])
+            if all(x.ready for x in self.workers) and not self._ready.is_set():
+                self._ready.set()
+        elif kind == "metrics":
+            metrics, errors, extra = msg[3], msg[4], msg[5]
+            with self.lock:
+                for t, snap in metrics.items():
+                    snap["worker"] = index
+                    self.task_metrics[int(t)] = snap
+                for e in errors:
+                    self.errors.append(e)
+                    self.error_count += 1
+                del self.errors[:-50]
+                w.backpressure = bool(extra.get("backpressure"))
+        elif kind == "fatal":
+            w.fatal = str(msg[3])
+            with self.lock:
+                self.errors.append({"time": time.time(), "component": f"worker-{index}", "task": 0,
+                                    "where": "startup", "error": str(msg[3]), "traceback": str(msg[4])})
+                self.error_count += 1
+            if not w.ready and not self._ready.is_set():
+                self._fatal = str(msg[3])
+        elif kind == "bye":
+            w.exited = True
+
+    def _check_workers(self) -> None:
+        for w in self.workers:
+            if w.proc is None or self.stopping:
+                continue
+            code = w.proc.poll()
+            if code is None:
+                continue
+            if w.fatal and not w.ready and not self._ready.is_set():
+                self._fatal = self._fatal or w.fatal
+                continue
+            if not self._ready.is_set() and not w.ready:
+                self._fatal = self._fatal or (
+                    f"worker {w.index} exited with code {code} before it was ready; see {w.log_path}")
+                continue
+            if self.restart_workers:
+                w.restarts += 1
+                self._launch(w)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop every worker (clean shutdown, then kill after `timeout`)."""
+        if self.stopped.is_set():
+            return
+        t = timeout if timeout is not None else float(self.spec.config.get("storm.worker.shutdown.timeout.secs") or 10)
+        if not self._thread.is_alive():
+            self.stopped.set()
+            return
+        self.commands.put(("stop", t))
+        self.stopped.wait(t + 15)
+
+    # -- control -----------------------------------------------------------
+    def activate(self) -> None:
+        self.commands.put(("activate", None))
+
+    def deactivate(self) -> None:
+        self.commands.put(("deactivate", None))
+
+    def kill_worker(self, index: int) -> None:
+        """Kill -9 one worker (it is restarted), for failure tests."""
+        self.commands.put(("kill_worker", index))
+
+    # -- figures -----------------------------------------------------------
+    def metrics(self) -> dict[int, dict[str, Any]]:
+        with self.lock:
+            return {t: dict(m) for t, m in self.task_metrics.items()}
+
+    def component_stats(self) -> list[ComponentStats]:
+        metrics = self.metrics()
+        out = []
+        for c in self.spec.components.values():
+            cs = ComponentStats(c.name, "spout" if c.is_spout else "bolt", len(c.tasks))
+            lat: list[float] = []
+            clat: list[float] = []
+            for t in c.tasks:
+                m = metrics.get(t)
+                if not m:
+                    continue
+                for s, n in m.get("emitted", {}).items():
+                    cs.streams[s] = cs.streams.get(s, 0) + n
+                    if not s.startswith("__"):
+                        cs.emitted += n
+                cs.executed += m.get("executed", 0)
+                cs.acked += m.get("acked", 0)
+                cs.failed += m.get("failed", 0)
+                cs.errors += m.get("errors", 0)
+                cs.queue += m.get("queue", 0)
+                cs.pending += m.get("pending", 0) or 0
+                if m.get("exec_ms") is not None:
+                    lat.append(m["exec_ms"])
+                if m.get("complete_ms") is not None:
+                    clat.append(m["complete_ms"])
+            cs.exec_ms = sum(lat) / len(lat) if lat else None
+            cs.complete_ms = sum(clat) / len(clat) if clat else None
+            out.append(cs)
+        return out
+
+    def recent_errors(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.errors)
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05,
+                   message: str = "condition") -> None:
+        """Poll `condition` until true; raise TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{message} not met within {timeout}s (topology '{self.name}', logs in {self.log_dir})")
+            time.sleep(interval)
+
+    def pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.proc is not None and w.proc.poll() is None]
+
+
+class LocalCluster:
+    """Run topologies as local worker processes::
+
+        with LocalCluster() as cluster:
+            topo = cluster.submit(WordCount, config={"topology.workers": 2})
+            topo.wait_until(lambda: ...)
+    """
+
+    def __init__(self, local_dir: str | os.PathLike[str] | None = None) -> None:
+        base = Path(local_dir) if local_dir else Path(tempfile.gettempdir()) / "storm-local"
+        base.mkdir(parents=True, exist_ok=True)
+        self.local_dir = str(base)
+        self.topologies: dict[str, LocalTopology] = {}
+
+    def submit(self, topology: Any, config: Mapping[str, Any] | None = None, name: str | None = None,
+               activate: bool = True) -> LocalTopology:
+        """Start `topology` (a Topology subclass or a target string) on worker processes."""
+        target = target_of(topology)
+        overrides = dict(config or {})
+        if name:
+            overrides["topology.name"] = name
+        obj = load_target(target) if isinstance(topology, str) else topology
+        spec = build_target(obj, overrides)
+        if spec.name in self.topologies and not self.topologies[spec.name].stopped.is_set():
+            raise StormError(f"a topology named '{spec.name}' is already running; kill it or pass another name")
+        workers = int(spec.config["topology.workers"])
+        overrides["topology.workers"] = workers
+        lt = LocalTopology(self, target, spec, overrides, workers)
+        self.topologies[spec.name] = lt
+        lt.start(float(spec.config.get("storm.local.worker.start.timeout.secs") or 60))
+        if activate:
+            lt.activate()
+        return lt
+
+    def kill(self, name: str, timeout: float | None = None) -> None:
+        lt = self.topologies.get(name)
+        if lt is None:
+            raise StormError(f"no topology named '{name}' is running")
+        lt.stop(timeout)
+
+    def shutdown(self) -> None:
+        for lt in list(self.topologies.values()):
+            lt.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def _short(name: str) -> str:
+    return "".join(ch for ch in name if ch.isalnum() or ch in "-_")[:24] or "topology"

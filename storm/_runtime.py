@@ -1,0 +1,737 @@
+"""The run loop of one worker: its executors (one per task), the collectors user
+code emits through, in-memory hand-over between local tasks, per-destination
+batching for remote tasks, backpressure, tick tuples, ack tracking and metrics.
+
+The network is behind a small Transport interface (see _transport.py); with no
+transport every task lives in this process, which is what storm.testing uses.
+This module never creates processes."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from . import _acking
+from ._acking import ACK_ACK, ACK_FAIL, ACK_INIT, ACK_RESULT, ACKER, RotatingMap, new_id
+from ._component import BasicBolt, Bolt, FailedException, Spout
+from ._context import TopologyContext
+from ._errors import EmitError, SerializationError, StormError
+from ._grouping import make_chooser
+from ._serialization import KIND_TUPLES, check_values, describe_unencodable, pack
+from ._topology import ComponentDef, TopologySpec
+from ._tuple import DEFAULT_STREAM, TICK_META, StreamMeta, Tuple
+
+log = logging.getLogger("storm.worker")
+
+_FAST_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+_EMPTY: tuple[int, ...] = ()
+MAX_ERRORS_KEPT = 20
+
+
+class Transport(Protocol):
+    """What the run loop needs from the network."""
+
+    def send(self, worker: int, data: bytes) -> bool:
+        """Queue `data` for `worker`; False if it would block (backpressure)."""
+        ...
+
+    def poll(self, timeout_ms: int, want_data: bool) -> tuple[list[bytes], list[Any]]:
+        """Wait up to timeout_ms; return (tuple batch frames, control messages)."""
+        ...
+
+    def report(self, msg: Any) -> None:
+        """Send a message (metrics, errors) to the cluster that owns this worker."""
+        ...
+
+
+class TaskStats:
+    """Counters of one task. Plain attributes: incremented on the hot path."""
+
+    __slots__ = ("emitted", "transferred", "executed", "acked", "failed", "errors",
+                 "exec_ns", "exec_samples", "complete_ns", "complete_samples", "process_ns")
+
+    def __init__(self) -> None:
+        self.emitted: dict[str, int] = {}
+        self.transferred = 0
+        self.executed = 0
+        self.acked = 0
+        self.failed = 0
+        self.errors = 0
+        self.exec_ns = 0
+        self.exec_samples = 0
+        self.complete_ns = 0
+        self.complete_samples = 0
+        self.process_ns = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "emitted": dict(self.emitted),
+            "transferred": self.transferred,
+            "executed": self.executed,
+            "acked": self.acked,
+            "failed": self.failed,
+            "errors": self.errors,
+            "exec_ms": (self.exec_ns / self.exec_samples / 1e6) if self.exec_samples else None,
+            "complete_ms": (self.complete_ns / self.complete_samples / 1e6) if self.complete_samples else None,
+        }
+
+
+class Route:
+    """Routing of one output stream of one task: the stream id, field count and a
+    chooser combining every subscription's grouping."""
+
+    __slots__ = ("stream", "meta", "nfields", "choose", "direct_targets", "count", "direct")
+
+    def __init__(self, meta: StreamMeta, choosers: list[Callable[[Sequence[Any]], Sequence[int]]],
+                 direct_targets: frozenset[int]) -> None:
+        self.stream = meta.stream
+        self.meta = meta
+        self.nfields = len(meta.fields)
+        self.direct_targets = direct_targets
+        self.direct = meta.direct
+        self.count = 0
+        if not choosers:
+            self.choose: Callable[[Sequence[Any]], Sequence[int]] = lambda values: _EMPTY
+        elif len(choosers) == 1:
+            self.choose = choosers[0]
+        else:
+            def combined(values: Sequence[Any], _cs: list[Any] = choosers) -> Sequence[int]:
+                out: list[int] = []
+                for c in _cs:
+                    out.extend(c(values))
+                return out
+            self.choose = combined
+
+
+class Executor:
+    """One task: the user's component instance, its routes, stats and inbox."""
+
+    is_spout = False
+
+    def __init__(self, worker: Worker, cdef: ComponentDef, task_id: int) -> None:
+        self.worker = worker
+        self.cdef = cdef
+        self.component = cdef.name
+        self.task_id = task_id
+        self.inbox: deque[Tuple] = deque()
+        self.stats = TaskStats()
+        self.errors: list[dict[str, Any]] = []
+        self.conf = dict(worker.conf)
+        self.conf.update(cdef.config)
+        self.context = TopologyContext(worker.spec, task_id, worker.local_tasks, worker.index)
+        self.instance: Any = cdef.cls()
+        self.instance.logger = logging.getLogger(f"storm.{cdef.name}.{task_id}")
+        self.routes: dict[str, Route] = {}
+        self.acker_tasks: list[int] = worker.spec.components[ACKER].tasks if ACKER in worker.spec.components else []
+        self.acking = bool(self.acker_tasks)
+        self._ack_sid = worker.spec.stream_ids.get((cdef.name, ACK_ACK), -1)
+        self._fail_sid = worker.spec.stream_ids.get((cdef.name, ACK_FAIL), -1)
+        self._sample_every = max(1, int(round(1 / max(float(self.conf.get("topology.stats.sample.rate") or 0.05), 1e-6))))
+        tick = self.conf.get("topology.tick.tuple.freq.secs")
+        self.tick_secs: float | None = float(tick) if tick else None
+        self.next_tick = time.monotonic() + self.tick_secs if self.tick_secs else float("inf")
+        self._build_routes()
+
+    # -- routing -----------------------------------------------------------
+    def _build_routes(self) -> None:
+        spec = self.worker.spec
+        for sname, decl in self.cdef.outputs.items():
+            sid = spec.stream_ids[(self.component, sname)]
+            meta = spec.streams[sid]
+            choosers = []
+            direct: set[int] = set()
+            for sub in spec.subscribers.get((self.component, sname), []):
+                targets = spec.components[sub.target].tasks
+                chooser = make_chooser(
+                    sub.grouping, targets, decl.fields, source_task=self.task_id, stream=sname,
+                    local_tasks=self.worker.local_tasks, context=self.context,
+                    rng=random.Random(self.task_id * 1_000_003 + sid),
+                )
+                if chooser is None:
+                    direct.update(targets)
+                else:
+                    choosers.append(chooser)
+            self.routes[sname] = Route(meta, choosers, frozenset(direct))
+
+    def _route(self, stream: str) -> Route:
+        route = self.routes.get(stream)
+        if route is None:
+            declared = ", ".join(sorted(s for s in self.routes if not s.startswith("__"))) or "none"
+            raise EmitError(
+                f"component '{self.component}' emitted on undeclared stream '{stream}'; declared "
+                f"streams: {declared}. Add it to the component's outputs"
+            )
+        return route
+
+    def _targets(self, route: Route, values: Sequence[Any], direct_task: int | None) -> Sequence[int]:
+        if len(values) != route.nfields:
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+                raise EmitError(
+                    f"component '{self.component}' emitted {values!r} on stream '{route.stream}'; "
+                    "emit takes a list of values, e.g. emit([word])"
+                )
+            raise EmitError(
+                f"component '{self.component}' emitted {len(values)} values on stream "
+                f"'{route.stream}', which declares {route.nfields} fields {list(route.meta.fields)}"
+            )
+        for v in values:
+            if type(v) not in _FAST_TYPES:
+                check_values(values, self.component, route.stream, route.meta.fields)
+                break
+        if direct_task is not None:
+            if not route.meta.direct:
+                raise EmitError(
+                    f"component '{self.component}' emitted with direct_task on stream "
+                    f"'{route.stream}', which is not direct; declare Stream(..., direct=True)"
+                )
+            if direct_task not in route.direct_targets:
+                raise EmitError(
+                    f"component '{self.component}' emitted directly to task {direct_task} on stream "
+                    f"'{route.stream}', which is not a task subscribed to it with direct grouping "
+                    f"(subscribed: {sorted(route.direct_targets)})"
+                )
+            return (direct_task,)
+        if route.direct:
+            raise EmitError(
+                f"component '{self.component}' emitted on direct stream '{route.stream}' without "
+                "direct_task; pass direct_task=<task id>"
+            )
+        return route.choose(values)
+
+    def _send_system(self, sid: int, task: int, values: list[Any]) -> None:
+        self.worker.deliver(task, values, sid, self.task_id, None)
+
+    def ack_tree(self, tup: Tuple) -> None:
+        roots = tup.roots
+        if roots:
+            ackers = self.acker_tasks
+            n = len(ackers)
+            av = tup.ack_val
+            for root, edge in roots.items():
+                self.worker.deliver(ackers[root % n], [root, edge ^ av], self._ack_sid, self.task_id, None)
+
+    def fail_tree(self, tup: Tuple) -> None:
+        roots = tup.roots
+        if roots:
+            ackers = self.acker_tasks
+            n = len(ackers)
+            for root in roots:
+                self.worker.deliver(ackers[root % n], [root], self._fail_sid, self.task_id, None)
+
+    # -- errors ------------------------------------------------------------
+    def record_error(self, exc: BaseException, where: str) -> None:
+        self.stats.errors += 1
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        entry = {"time": time.time(), "component": self.component, "task": self.task_id,
+                 "where": where, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}
+        self.errors.append(entry)
+        if len(self.errors) > MAX_ERRORS_KEPT:
+            del self.errors[0]
+        self.worker.new_errors.append(entry)
+        log.error("error in %s of component '%s' task %d: %s", where, self.component, self.task_id, tb)
+
+    def report_error(self, exc: BaseException) -> None:
+        self.record_error(exc, "report_error")
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class BoltExecutor(Executor):
+    def __init__(self, worker: Worker, cdef: ComponentDef, task_id: int) -> None:
+        super().__init__(worker, cdef, task_id)
+        inst = self.instance
+        self.basic = isinstance(inst, BasicBolt)
+        self.current: Tuple | None = None
+        has_tick_hook = type(inst).process_tick is not Bolt.process_tick
+        self._tick_handler = inst.process_tick if has_tick_hook else None
+        # Bind the hot methods onto the instance: user calls skip one layer.
+        inst.emit = self.emit
+        inst.ack = self.ack
+        inst.fail = self.fail
+        inst.report_error = self.report_error
+        self._execute = inst.execute
+
+    def setup(self) -> None:
+        inst = self.instance
+        if type(inst).initialize is not Bolt.initialize:
+            inst.initialize(self.conf, self.context)
+        inst.prepare(self.conf, self.context)
+
+    def emit(self, values: Sequence[Any], stream: str = DEFAULT_STREAM,
+             anchors: Sequence[Tuple] | None = None, direct_task: int | None = None,
+             need_task_ids: bool = True) -> Sequence[int]:
+        route = self.routes.get(stream) or self._route(stream)
+        if direct_task is None and not route.direct and len(values) == route.nfields:
+            for v in values:
+                if type(v) not in _FAST_TYPES:
+                    check_values(values, self.component, route.stream, route.meta.fields)
+                    break
+            tasks = route.choose(values)
+        else:
+            tasks = self._targets(route, values, direct_task)
+        route.count += 1
+        if self.basic and anchors is None:
+            cur = self.current
+            anchors = (cur,) if cur is not None else None
+        deliver = self.worker.deliver
+        sid = route.meta.sid
+        me = self.task_id
+        if anchors and self.acking:
+            for t in tasks:
+                roots: dict[int, int] | None = None
+                for a in anchors:
+                    ar = a.roots
+                    if ar:
+                        e = new_id()
+                        a.ack_val ^= e
+                        if roots is None:
+                            roots = {}
+                        for r in ar:
+                            roots[r] = roots.get(r, 0) ^ e
+                deliver(t, values, sid, me, roots)
+        else:
+            for t in tasks:
+                deliver(t, values, sid, me, None)
+        return tasks
+
+    def ack(self, tup: Tuple) -> None:
+        if tup.roots:
+            self.ack_tree(tup)
+        self.stats.acked += 1
+
+    def fail(self, tup: Tuple) -> None:
+        if tup.roots:
+            self.fail_tree(tup)
+        self.stats.failed += 1
+
+    def run(self, budget: int) -> int:
+        inbox = self.inbox
+        n = len(inbox)
+        if n > budget:
+            n = budget
+        popleft = inbox.popleft
+        execute = self._execute
+        stats = self.stats
+        basic = self.basic
+        sample = (stats.executed // self._sample_every) != ((stats.executed + n) // self._sample_every)
+        t0 = time.perf_counter_ns() if sample else 0
+        for _ in range(n):
+            tup = popleft()
+            if tup.meta is TICK_META and self._tick_handler is not None:
+                try:
+                    self._tick_handler(tup)
+                except Exception as exc:
+                    self.record_error(exc, "process_tick")
+                continue
+            if basic:
+                self.current = tup
+                try:
+                    execute(tup)
+                except FailedException:
+                    self.fail(tup)
+                except Exception as exc:
+                    self.record_error(exc, "execute")
+                    self.fail(tup)
+                else:
+                    self.ack(tup)
+                self.current = None
+            else:
+                try:
+                    execute(tup)
+                except Exception as exc:
+                    self.record_error(exc, "execute")
+                    self.fail(tup)
+        stats.executed += n
+        if sample and n:
+            stats.exec_ns += (time.perf_counter_ns() - t0) // n
+            stats.exec_samples += 1
+        return n
+
+    def tick(self, now: float) -> None:
+        if now >= self.next_tick:
+            assert self.tick_secs is not None
+            self.next_tick = now + self.tick_secs
+            self.inbox.append(Tuple([self.tick_secs], TICK_META, 0))
+
+    def close(self) -> None:
+        try:
+            self.instance.cleanup()
+        except Exception as exc:
+            self.record_error(exc, "cleanup")
+
+
+class SpoutExecutor(Executor):
+    is_spout = True
+
+    def __init__(self, worker: Worker, cdef: ComponentDef, task_id: int) -> None:
+        super().__init__(worker, cdef, task_id)
+        inst = self.instance
+        inst.emit = self.emit
+        inst.report_error = self.report_error
+        self.pending = RotatingMap()
+        msp = self.conf.get("topology.max.spout.pending")
+        self.max_pending: int | None = int(msp) if msp else None
+        timeout = float(self.conf.get("topology.message.timeout.secs") or 30)
+        self.timeouts = bool(self.conf.get("topology.enable.message.timeouts", True))
+        self.rotate_secs = max(timeout / (_acking.ROTATING_BUCKETS - 1), 0.05)
+        self.next_rotate = time.monotonic() + self.rotate_secs
+        self._init_sid = worker.spec.stream_ids.get((cdef.name, ACK_INIT), -1)
+        self.emitted_this_call = 0
+        self.immediate_acks: list[Any] = []
+        self.active = False
+
+    def setup(self) -> None:
+        inst = self.instance
+        if type(inst).initialize is not Spout.initialize:
+            inst.initialize(self.conf, self.context)
+        inst.open(self.conf, self.context)
+
+    def emit(self, values: Sequence[Any], stream: str = DEFAULT_STREAM, msg_id: Any = None,
+             direct_task: int | None = None, need_task_ids: bool = True) -> Sequence[int]:
+        route = self.routes.get(stream) or self._route(stream)
+        tasks = self._targets(route, values, direct_task)
+        route.count += 1
+        self.emitted_this_call += 1
+        deliver = self.worker.deliver
+        sid = route.meta.sid
+        me = self.task_id
+        if msg_id is not None and self.acking:
+            if not tasks:
+                self.immediate_acks.append(msg_id)
+                return tasks
+            root = new_id()
+            xor = 0
+            for t in tasks:
+                e = new_id()
+                xor ^= e
+                deliver(t, values, sid, me, {root: e})
+            self.pending.put(root, (msg_id, time.perf_counter_ns()))
+            ackers = self.acker_tasks
+            deliver(ackers[root % len(ackers)], [root, xor, me], self._init_sid, me, None)
+        else:
+            for t in tasks:
+                deliver(t, values, sid, me, None)
+            if msg_id is not None:
+                self.immediate_acks.append(msg_id)
+        return tasks
+
+    def handle_results(self) -> int:
+        """Process ack results from the ackers (and immediate acks)."""
+        n = 0
+        inst = self.instance
+        stats = self.stats
+        if self.immediate_acks:
+            ids, self.immediate_acks = self.immediate_acks, []
+            for mid in ids:
+                stats.acked += 1
+                try:
+                    inst.ack(mid)
+                except Exception as exc:
+                    self.record_error(exc, "ack")
+            n += len(ids)
+        inbox = self.inbox
+        while inbox:
+            tup = inbox.popleft()
+            n += 1
+            if tup.meta.stream != ACK_RESULT:
+                continue
+            root, ok = tup.values[0], tup.values[1]
+            entry = self.pending.pop(root)
+            if entry is None:
+                continue  # already timed out here
+            msg_id, t0 = entry
+            if ok:
+                stats.acked += 1
+                stats.complete_ns += time.perf_counter_ns() - t0
+                stats.complete_samples += 1
+                try:
+                    inst.ack(msg_id)
+                except Exception as exc:
+                    self.record_error(exc, "ack")
+            else:
+                stats.failed += 1
+                try:
+                    inst.fail(msg_id)
+                except Exception as exc:
+                    self.record_error(exc, "fail")
+        return n
+
+    def can_emit(self) -> bool:
+        return self.max_pending is None or len(self.pending) < self.max_pending
+
+    def run(self, calls: int) -> int:
+        """Call next_tuple up to `calls` times; returns tuples emitted."""
+        emitted = 0
+        next_tuple = self.instance.next_tuple
+        max_pending = self.max_pending
+        pending = self.pending
+        for _ in range(calls):
+            if max_pending is not None and len(pending) >= max_pending:
+                break
+            self.emitted_this_call = 0
+            try:
+                next_tuple()
+            except Exception as exc:
+                self.record_error(exc, "next_tuple")
+                break
+            if not self.emitted_this_call:
+                break
+            emitted += self.emitted_this_call
+        return emitted
+
+    def tick(self, now: float) -> None:
+        if self.timeouts and now >= self.next_rotate:
+            self.next_rotate = now + self.rotate_secs
+            for _root, (msg_id, _t0) in self.pending.rotate().items():
+                self.stats.failed += 1
+                try:
+                    self.instance.fail(msg_id)
+                except Exception as exc:
+                    self.record_error(exc, "fail")
+
+    def set_active(self, active: bool) -> None:
+        if active == self.active:
+            return
+        self.active = active
+        try:
+            if active:
+                self.instance.activate()
+            else:
+                self.instance.deactivate()
+        except Exception as exc:
+            self.record_error(exc, "activate" if active else "deactivate")
+
+    def close(self) -> None:
+        try:
+            self.instance.close()
+        except Exception as exc:
+            self.record_error(exc, "close")
+
+
+class Worker:
+    """All executors of one worker process and the loop that drives them."""
+
+    def __init__(self, spec: TopologySpec, assignment: dict[int, int], index: int,
+                 transport: Transport | None = None) -> None:
+        self.spec = spec
+        self.conf = dict(spec.config)
+        self.assignment = assignment
+        self.index = index
+        self.transport = transport
+        self.local_tasks = frozenset(t for t, w in assignment.items() if w == index)
+        nworkers = max(assignment.values()) + 1 if assignment else 1
+        self.batch_size = int(self.conf["topology.transfer.batch.size"])
+        self.linger = float(self.conf["topology.transfer.linger.ms"]) / 1000.0
+        self.capacity = int(self.conf["topology.executor.receive.buffer.size"])
+        self.spout_calls = int(self.conf["topology.spout.batch.size"])
+        self.idle_wait_ms = max(1, int(self.conf["topology.sleep.spout.wait.strategy.time.ms"]))
+        self.outboxes: list[list[Any]] = [[] for _ in range(nworkers)]
+        self.blocked: list[deque[bytes]] = [deque() for _ in range(nworkers)]
+        self.inboxes: dict[int, deque[Tuple]] = {}
+        self.remote_box: dict[int, list[Any]] = {}
+        self.task_worker = dict(assignment)
+        self.new_errors: list[dict[str, Any]] = []
+        self.executors: dict[int, Executor] = {}
+        self.spouts: list[SpoutExecutor] = []
+        self.bolts: list[BoltExecutor] = []
+        self.active = False
+        self.stopping = False
+        self.streams = spec.streams
+        self.dropped_unknown = 0
+        for t, w in assignment.items():
+            if w != index:
+                self.remote_box[t] = self.outboxes[w]
+        order = _topological_order(spec)
+        for cname in order:
+            cdef = spec.components[cname]
+            for t in cdef.tasks:
+                if t not in self.local_tasks:
+                    continue
+                ex: Executor
+                if cdef.is_spout:
+                    ex = SpoutExecutor(self, cdef, t)
+                    self.spouts.append(ex)  # type: ignore[arg-type]
+                else:
+                    ex = BoltExecutor(self, cdef, t)
+                    self.bolts.append(ex)  # type: ignore[arg-type]
+                self.executors[t] = ex
+                self.inboxes[t] = ex.inbox
+        self._local_inbox_get = self.inboxes.get
+        self.has_timers = any(e.tick_secs for e in self.bolts) or bool(self.spouts)
+
+    def setup(self) -> None:
+        """Call prepare/open on every executor (bolts first, as Storm does)."""
+        for ex in self.bolts:
+            ex.setup()
+        for sp in self.spouts:
+            sp.setup()
+
+    # -- delivery ----------------------------------------------------------
+    def deliver(self, task: int, values: Sequence[Any], sid: int, src: int, roots: Any) -> None:
+        inbox = self._local_inbox_get(task)
+        if inbox is not None:
+            inbox.append(Tuple(values, self.streams[sid], src, roots))
+            return
+        box = self.remote_box[task]
+        box.append((task, src, sid, values, roots))
+        if len(box) >= self.batch_size:
+            self.flush(self.task_worker[task])
+
+    def flush(self, w: int) -> None:
+        box = self.outboxes[w]
+        if not box:
+            return
+        try:
+            data = pack([KIND_TUPLES, box])
+        except (TypeError, ValueError, OverflowError):
+            data = self._pack_salvaging(box)
+        box.clear()
+        if self.transport is None:
+            raise StormError("no transport for a remote task")  # pragma: no cover
+        blocked = self.blocked[w]
+        if blocked or not self.transport.send(w, data):
+            blocked.append(data)
+
+    def _pack_salvaging(self, box: list[Any]) -> bytes:
+        """A batch failed to encode: find the bad entries, report and fail them,
+        send the rest."""
+        good = []
+        for entry in box:
+            try:
+                pack(entry)
+                good.append(entry)
+            except (TypeError, ValueError, OverflowError):
+                task, src, sid, values, roots = entry
+                meta = self.streams[sid]
+                bad = describe_unencodable(values) or (0, "value")
+                fname = meta.fields[bad[0]] if bad[0] < len(meta.fields) else f"#{bad[0]}"
+                exc = SerializationError(
+                    f"component '{meta.component}' emitted a value msgpack cannot encode on stream "
+                    f"'{meta.stream}': field '{fname}' is a {bad[1]} (too large or not encodable)"
+                )
+                src_ex = self.executors.get(src)
+                if src_ex is not None:
+                    src_ex.record_error(exc, "emit")
+                    if roots:
+                        src_ex.fail_tree(Tuple(values, meta, src, roots))
+        return pack([KIND_TUPLES, good])
+
+    def flush_all(self) -> None:
+        for w, box in enumerate(self.outboxes):
+            if box:
+                self.flush(w)
+
+    def retry_blocked(self) -> bool:
+        """Try to send batches that hit the high-water mark; True if any remain."""
+        transport = self.transport
+        remaining = False
+        for w, blocked in enumerate(self.blocked):
+            while blocked:
+                if transport is None or not transport.send(w, blocked[0]):
+                    remaining = True
+                    break
+                blocked.popleft()
+        return remaining
+
+    def receive(self, frames: list[bytes]) -> int:
+        from ._serialization import unpack
+
+        n = 0
+        streams = self.streams
+        inboxes = self.inboxes
+        for frame in frames:
+            try:
+                msg = unpack(frame)
+                kind, entries = msg[0], msg[1]
+            except Exception as exc:
+                log.error("worker %d dropped an undecodable frame (%d bytes): %s", self.index, len(frame), exc)
+                continue
+            if kind != KIND_TUPLES:
+                continue
+            for task, src, sid, values, roots in entries:
+                inbox = inboxes.get(task)
+                if inbox is None:
+                    self.dropped_unknown += 1
+                    continue
+                inbox.append(Tuple(values, streams[sid], src, roots))
+            n += len(entries)
+        return n
+
+    # -- the loop ----------------------------------------------------------
+    def overloaded(self) -> bool:
+        cap = self.capacity
+        return any(len(ib) >= cap for ib in self.inboxes.values())
+
+    def step(self, now: float) -> int:
+        """One pass: bolts, spouts, flush. Returns how much work was done."""
+        did = 0
+        for b in self.bolts:
+            if b.inbox:
+                did += b.run(4096)
+        for sp in self.spouts:
+            if sp.inbox or sp.immediate_acks:
+                did += sp.handle_results()
+        if self.active and not self.stopping:
+            backpressure = any(self.blocked) or self.overloaded()
+            if not backpressure:
+                calls = self.spout_calls
+                for sp in self.spouts:
+                    did += sp.run(calls)
+        return did
+
+    def timers(self, now: float) -> None:
+        for ex in self.executors.values():
+            ex.tick(now)
+
+    def set_active(self, active: bool) -> None:
+        self.active = active
+        for sp in self.spouts:
+            sp.set_active(active)
+
+    def close(self) -> None:
+        for sp in self.spouts:
+            sp.set_active(False)
+            sp.close()
+        for b in self.bolts:
+            b.close()
+
+    def metrics(self) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for t, ex in self.executors.items():
+            snap = ex.stats.snapshot()
+            snap["emitted"] = {s: r.count for s, r in ex.routes.items() if r.count}
+            snap["component"] = ex.component
+            snap["queue"] = len(ex.inbox)
+            if isinstance(ex, SpoutExecutor):
+                snap["pending"] = len(ex.pending)
+            out[t] = snap
+        return out
+
+
+def _topological_order(spec: TopologySpec) -> list[str]:
+    """Component names, sources first, so one loop pass carries tuples far."""
+    order: list[str] = []
+    seen: set[str] = set()
+    frontier = [c.name for c in spec.components.values() if c.is_spout]
+    while frontier:
+        nxt: list[str] = []
+        for name in frontier:
+            if name in seen:
+                continue
+            seen.add(name)
+            order.append(name)
+            for c in spec.components.values():
+                if c.name not in seen and any(s.source == name for s in c.inputs):
+                    nxt.append(c.name)
+        frontier = nxt
+    order.extend(n for n in spec.components if n not in seen)
+    return order

@@ -1,0 +1,379 @@
+"""The topology DSL (class-based, streamparse style), the equivalent builder, and
+the resolved TopologySpec: validated components, subscriptions, stream table,
+task ids. Building a spec is deterministic, so every worker process that rebuilds
+it from the same target gets the same task ids and stream ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from . import _config
+from ._component import Bolt, ComponentSpec, Spout, Stream, StreamRef
+from ._errors import TopologyError
+from ._grouping import CustomGrouping, Grouping
+from ._tuple import DEFAULT_STREAM, StreamMeta
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+ACKER = "__acker"
+SYSTEM_PREFIX = "__"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Bolt `target` reads stream `stream` of component `source` with `grouping`."""
+
+    source: str
+    stream: str
+    target: str
+    grouping: Grouping
+
+
+@dataclass
+class ComponentDef:
+    """A validated component of a TopologySpec."""
+
+    name: str
+    cls: type
+    par: int
+    is_spout: bool
+    outputs: dict[str, Stream]
+    inputs: list[Subscription]
+    config: dict[str, Any]
+    tasks: list[int] = field(default_factory=list)
+    system: bool = False
+
+
+@dataclass
+class TopologySpec:
+    """A validated topology: what every worker rebuilds identically."""
+
+    name: str
+    components: dict[str, ComponentDef]
+    config: dict[str, Any]
+    streams: list[StreamMeta]
+    stream_ids: dict[tuple[str, str], int]
+    task_component: dict[int, str]
+    subscribers: dict[tuple[str, str], list[Subscription]]
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_component)
+
+    def component_tasks(self, name: str) -> list[int]:
+        return self.components[name].tasks
+
+    def spouts(self) -> list[ComponentDef]:
+        return [c for c in self.components.values() if c.is_spout]
+
+    def bolts(self) -> list[ComponentDef]:
+        return [c for c in self.components.values() if not c.is_spout]
+
+    def with_config(self, overrides: Mapping[str, Any]) -> TopologySpec:
+        """A copy whose topology config has `overrides` applied (validated)."""
+        _config.validate(overrides)
+        conf = dict(self.config)
+        conf.update(overrides)
+        return TopologySpec(
+            self.name, self.components, conf, self.streams, self.stream_ids,
+            self.task_component, self.subscribers,
+        )
+
+    def assign(self, workers: int | None = None) -> dict[int, int]:
+        """task id -> worker index: round-robin over tasks in id order, so every
+        component's tasks spread evenly over the workers (Storm's even scheduler)."""
+        n = int(workers if workers is not None else self.config["topology.workers"])
+        if n < 1:
+            raise TopologyError(f"topology.workers must be at least 1, got {n}")
+        return {t: (t - 1) % n for t in sorted(self.task_component)}
+
+
+def _source_name(src: Any, target: str) -> tuple[str, str]:
+    if isinstance(src, StreamRef):
+        return src.component_name, src.stream
+    if isinstance(src, ComponentSpec):
+        return StreamRef(src).component_name, DEFAULT_STREAM
+    if isinstance(src, str):
+        return src, DEFAULT_STREAM
+    if isinstance(src, tuple) and len(src) == 2 and all(isinstance(x, str) for x in src):
+        return src[0], src[1]
+    raise TopologyError(
+        f"bolt '{target}': an input must be a component spec, a component name, "
+        f"or spec['stream'], got {src!r}"
+    )
+
+
+def build_spec(
+    name: str,
+    specs: Sequence[ComponentSpec],
+    config: Mapping[str, Any] | None = None,
+) -> TopologySpec:
+    """Validate components and resolve them into a TopologySpec."""
+    if not isinstance(name, str) or not name:
+        raise TopologyError("a topology needs a non-empty name")
+    conf = _config.merge(config)
+    if conf.get("topology.name"):
+        name = conf["topology.name"]
+    conf["topology.name"] = name
+
+    defs: dict[str, ComponentDef] = {}
+    for spec in specs:
+        cname = spec.name
+        if cname is None:
+            raise TopologyError(f"a {spec.cls.__name__} component has no name; pass name=...")
+        if not isinstance(cname, str) or not _NAME_RE.match(cname):
+            raise TopologyError(
+                f"component name {cname!r} is invalid: use letters, digits, '_', '-' or '.'"
+            )
+        if cname.startswith(SYSTEM_PREFIX):
+            raise TopologyError(f"component name '{cname}' is reserved: names starting with '__' are for system components")
+        if cname in defs:
+            raise TopologyError(f"two components are named '{cname}'; give each component a unique name")
+        cls = spec.cls
+        if not isinstance(cls, type) or not issubclass(cls, (Spout, Bolt)):
+            raise TopologyError(
+                f"component '{cname}': {cls!r} is not a Spout or Bolt subclass; "
+                "derive it from storm.Spout, storm.Bolt or storm.BasicBolt"
+            )
+        if not isinstance(spec.par, int) or isinstance(spec.par, bool) or spec.par < 1:
+            raise TopologyError(f"component '{cname}': parallelism must be an integer >= 1, got {spec.par!r}")
+        is_spout = issubclass(cls, Spout)
+        if is_spout and spec.inputs:
+            raise TopologyError(f"spout '{cname}' has inputs; spouts cannot subscribe to streams, use a Bolt")
+        _config.validate(spec.config, where=f"component '{cname}' config")
+        spec_name = cname
+        spec.name = spec_name
+        outputs = spec.declared_outputs()
+        defs[cname] = ComponentDef(cname, cls, spec.par, is_spout, outputs, [], dict(spec.config))
+
+    if not any(d.is_spout for d in defs.values()):
+        raise TopologyError(f"topology '{name}' has no spout; add at least one Spout component")
+
+    # Inputs are resolved after every name is known.
+    for spec in specs:
+        assert spec.name is not None
+        d = defs[spec.name]
+        raw = spec.inputs
+        if raw is None:
+            items: list[tuple[Any, Grouping]] = []
+        elif isinstance(raw, Mapping):
+            items = list(raw.items())
+        else:
+            items = [(src, Grouping.SHUFFLE) for src in raw]
+        if not d.is_spout and not items:
+            raise TopologyError(f"bolt '{d.name}' has no inputs; pass inputs={{source: Grouping...}}")
+        seen: set[tuple[str, str]] = set()
+        for src, grouping in items:
+            sname, stream = _source_name(src, d.name)
+            if isinstance(grouping, type) and issubclass(grouping, CustomGrouping):
+                grouping = Grouping.custom(grouping)
+            if not isinstance(grouping, Grouping):
+                raise TopologyError(
+                    f"bolt '{d.name}': the grouping for input '{sname}' must be a Grouping "
+                    f"(e.g. Grouping.shuffle()), got {grouping!r}"
+                )
+            if sname not in defs:
+                known = ", ".join(sorted(defs)) or "none"
+                raise TopologyError(
+                    f"bolt '{d.name}' subscribes to unknown component '{sname}'; known components: {known}"
+                )
+            src_def = defs[sname]
+            if stream not in src_def.outputs:
+                declared = ", ".join(sorted(src_def.outputs)) or "none"
+                raise TopologyError(
+                    f"bolt '{d.name}' subscribes to stream '{stream}' of '{sname}', which does not "
+                    f"declare it; declared streams: {declared}"
+                )
+            if (sname, stream) in seen:
+                raise TopologyError(f"bolt '{d.name}' subscribes to stream '{stream}' of '{sname}' twice")
+            seen.add((sname, stream))
+            decl = src_def.outputs[stream]
+            for f in grouping.field_names:
+                if f not in decl.fields:
+                    raise TopologyError(
+                        f"bolt '{d.name}' groups stream '{stream}' of '{sname}' by field '{f}', "
+                        f"which the stream does not declare; its fields are {list(decl.fields)}"
+                    )
+            if grouping.kind == "direct" and not decl.direct:
+                raise TopologyError(
+                    f"bolt '{d.name}' uses direct grouping on stream '{stream}' of '{sname}', which is "
+                    f"not a direct stream; declare it as Stream(..., name='{stream}', direct=True)"
+                )
+            if decl.direct and grouping.kind != "direct":
+                raise TopologyError(
+                    f"bolt '{d.name}' subscribes to direct stream '{stream}' of '{sname}' with "
+                    f"{grouping.kind} grouping; a direct stream needs Grouping.direct()"
+                )
+            d.inputs.append(Subscription(sname, stream, d.name, grouping))
+
+    _add_system_components(defs, conf)
+
+    # Task ids 1..N: user components in name order, then system components.
+    ordered = sorted((d for d in defs.values() if not d.system), key=lambda d: d.name)
+    ordered += sorted((d for d in defs.values() if d.system), key=lambda d: d.name)
+    task_component: dict[int, str] = {}
+    next_task = 1
+    for d in ordered:
+        d.tasks = list(range(next_task, next_task + d.par))
+        for t in d.tasks:
+            task_component[t] = d.name
+        next_task += d.par
+
+    streams: list[StreamMeta] = []
+    stream_ids: dict[tuple[str, str], int] = {}
+    for d in ordered:
+        for sname in sorted(d.outputs):
+            s = d.outputs[sname]
+            sid = len(streams)
+            streams.append(StreamMeta(d.name, sname, s.fields, sid, s.direct))
+            stream_ids[(d.name, sname)] = sid
+
+    subscribers: dict[tuple[str, str], list[Subscription]] = {}
+    for d in ordered:
+        for sub in d.inputs:
+            subscribers.setdefault((sub.source, sub.stream), []).append(sub)
+
+    components = {d.name: d for d in ordered}
+    return TopologySpec(name, components, conf, streams, stream_ids, task_component, subscribers)
+
+
+def _add_system_components(defs: dict[str, ComponentDef], conf: dict[str, Any]) -> None:
+    """Hook for system bolts (the acker); filled in by the reliability layer."""
+    from . import _acking
+
+    _acking.add_acker(defs, conf)
+
+
+class Topology:
+    """Declare a topology as a class whose attributes are component specs::
+
+        class WordCount(Topology):
+            config = {"topology.workers": 2}
+            sentences = SentenceSpout.spec()
+            split = SplitBolt.spec(inputs=[sentences], par=2)
+            count = CountBolt.spec(inputs={split: Grouping.fields("word")}, par=2)
+    """
+
+    config: ClassVar[dict[str, Any]] = {}
+    _specs: ClassVar[list[ComponentSpec]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        specs: list[ComponentSpec] = []
+        seen: set[int] = set()
+        for base in reversed(cls.__mro__[1:]):
+            for s in getattr(base, "_specs", []):
+                if id(s) not in seen:
+                    specs.append(s)
+                    seen.add(id(s))
+        for attr, value in list(vars(cls).items()):
+            if isinstance(value, ComponentSpec):
+                if id(value) in seen:
+                    raise TopologyError(
+                        f"topology '{cls.__name__}': the same spec is assigned to two attributes "
+                        f"(second one: '{attr}'); call .spec() once per component"
+                    )
+                if value.name is None:
+                    value.name = attr
+                specs.append(value)
+                seen.add(id(value))
+        cls._specs = specs
+
+    @classmethod
+    def build(cls, overrides: Mapping[str, Any] | None = None) -> TopologySpec:
+        """Validate and resolve this topology (with config `overrides`)."""
+        conf = dict(cls.config)
+        conf.update(overrides or {})
+        return build_spec(cls.__name__, cls._specs, conf)
+
+
+class InputDeclarer:
+    """Returned by TopologyBuilder.set_bolt: add inputs Storm-style."""
+
+    def __init__(self, spec: ComponentSpec) -> None:
+        self._spec = spec
+
+    def _add(self, component: str, stream: str, grouping: Grouping) -> InputDeclarer:
+        if not isinstance(self._spec.inputs, dict):
+            self._spec.inputs = {}
+        key = (component, stream)
+        if key in self._spec.inputs:
+            raise TopologyError(
+                f"bolt '{self._spec.name}' subscribes to stream '{stream}' of '{component}' twice"
+            )
+        self._spec.inputs[key] = grouping
+        return self
+
+    def shuffle_grouping(self, component: str, stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.shuffle())
+
+    def fields_grouping(self, component: str, fields: str | Sequence[str], stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.fields(fields))
+
+    def partial_key_grouping(self, component: str, fields: str | Sequence[str], stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.partial_key(fields))
+
+    def all_grouping(self, component: str, stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.all())
+
+    def global_grouping(self, component: str, stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.global_())
+
+    def none_grouping(self, component: str, stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.none())
+
+    def direct_grouping(self, component: str, stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.direct())
+
+    def local_or_shuffle_grouping(self, component: str, stream: str = DEFAULT_STREAM) -> InputDeclarer:
+        return self._add(component, stream, Grouping.local_or_shuffle())
+
+    def custom_grouping(self, component: str, grouping: type[CustomGrouping], stream: str = DEFAULT_STREAM, **kwargs: Any) -> InputDeclarer:
+        return self._add(component, stream, Grouping.custom(grouping, **kwargs))
+
+
+class TopologyBuilder:
+    """The builder form of the DSL (Storm's TopologyBuilder)::
+
+        b = TopologyBuilder("wordcount")
+        b.set_spout("sentences", SentenceSpout)
+        b.set_bolt("split", SplitBolt, par=2).shuffle_grouping("sentences")
+        b.set_bolt("count", CountBolt, par=2).fields_grouping("split", "word")
+        spec = b.build()
+    """
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.config = dict(config or {})
+        self._specs: list[ComponentSpec] = []
+        self._names: set[str] = set()
+
+    def _add(self, spec: ComponentSpec) -> ComponentSpec:
+        assert spec.name is not None
+        if spec.name in self._names:
+            raise TopologyError(f"two components are named '{spec.name}'; give each component a unique name")
+        self._names.add(spec.name)
+        self._specs.append(spec)
+        return spec
+
+    def set_spout(self, name: str, cls: type[Spout], par: int = 1, config: Mapping[str, Any] | None = None,
+                  outputs: Sequence[str | Stream] | None = None) -> ComponentSpec:
+        if not (isinstance(cls, type) and issubclass(cls, (Spout, Bolt))):
+            raise TopologyError(f"component '{name}': {cls!r} is not a Spout subclass")
+        return self._add(cls.spec(name=name, par=par, config=config, outputs=outputs))
+
+    def set_bolt(self, name: str, cls: type[Bolt], par: int = 1, config: Mapping[str, Any] | None = None,
+                 inputs: Mapping[Any, Grouping] | Sequence[Any] | None = None,
+                 outputs: Sequence[str | Stream] | None = None) -> InputDeclarer:
+        if not (isinstance(cls, type) and issubclass(cls, (Spout, Bolt))):
+            raise TopologyError(f"component '{name}': {cls!r} is not a Bolt subclass")
+        spec = self._add(cls.spec(name=name, par=par, config=config, outputs=outputs, inputs=inputs))
+        return InputDeclarer(spec)
+
+    def build(self, overrides: Mapping[str, Any] | None = None) -> TopologySpec:
+        conf = dict(self.config)
+        conf.update(overrides or {})
+        return build_spec(self.name, self._specs, conf)

@@ -1,0 +1,85 @@
+"""ZeroMQ transport of one worker: a PULL socket it binds for tuple batches, a PUSH
+socket per peer worker (high-water mark = backpressure), a PULL socket for control
+messages from the process that owns it, and a PUSH socket for reports back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from ._serialization import pack, unpack
+
+MAX_FRAMES_PER_POLL = 64
+
+
+class ZmqTransport:
+    def __init__(self, index: int, data_endpoints: list[str], control_endpoint: str,
+                 report_endpoint: str, hwm: int) -> None:
+        self.ctx = zmq.Context.instance()
+        self.index = index
+        self.data = self.ctx.socket(zmq.PULL)
+        self.data.setsockopt(zmq.RCVHWM, hwm)
+        self.data.setsockopt(zmq.LINGER, 0)
+        self.data.bind(data_endpoints[index])
+        self.control = self.ctx.socket(zmq.PULL)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.bind(control_endpoint)
+        self.peers: dict[int, zmq.Socket[bytes]] = {}
+        for w, ep in enumerate(data_endpoints):
+            if w == index:
+                continue
+            s = self.ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.SNDHWM, hwm)
+            s.setsockopt(zmq.LINGER, 2000)
+            s.connect(ep)
+            self.peers[w] = s
+        self.reports = self.ctx.socket(zmq.PUSH)
+        self.reports.setsockopt(zmq.LINGER, 2000)
+        self.reports.setsockopt(zmq.SNDHWM, 1000)
+        self.reports.connect(report_endpoint)
+        self.poller_all = zmq.Poller()
+        self.poller_all.register(self.data, zmq.POLLIN)
+        self.poller_all.register(self.control, zmq.POLLIN)
+        self.poller_ctl = zmq.Poller()
+        self.poller_ctl.register(self.control, zmq.POLLIN)
+
+    def send(self, worker: int, data: bytes) -> bool:
+        try:
+            self.peers[worker].send(data, zmq.NOBLOCK, copy=len(data) < 65536)
+            return True
+        except zmq.Again:
+            return False
+
+    def poll(self, timeout_ms: int, want_data: bool) -> tuple[list[bytes], list[Any]]:
+        poller = self.poller_all if want_data else self.poller_ctl
+        events = dict(poller.poll(timeout_ms))
+        frames: list[bytes] = []
+        controls: list[Any] = []
+        if self.control in events:
+            while True:
+                try:
+                    controls.append(unpack(self.control.recv(zmq.NOBLOCK)))
+                except zmq.Again:
+                    break
+                except Exception:  # undecodable control frame: ignore it
+                    continue
+        if want_data and self.data in events:
+            recv = self.data.recv
+            for _ in range(MAX_FRAMES_PER_POLL):
+                try:
+                    frames.append(recv(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+        return frames, controls
+
+    def report(self, msg: Any) -> None:
+        try:
+            self.reports.send(pack(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the owner is not reading; metrics are best effort
+
+    def close(self) -> None:
+        for s in [self.data, self.control, *self.peers.values()]:
+            s.close(linger=0)
+        self.reports.close(linger=1000)

@@ -1,0 +1,111 @@
+"""The Tuple users receive in Bolt.execute, and the per-stream metadata it shares.
+
+A Tuple is created once per delivery, so it holds only four slots and points at a
+shared StreamMeta for everything that is the same for every tuple of a stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+TICK_STREAM = "__tick"
+SYSTEM_COMPONENT = "__system"
+DEFAULT_STREAM = "default"
+
+
+class StreamMeta:
+    """What every tuple of one (component, stream) shares: names and field index."""
+
+    __slots__ = ("component", "stream", "fields", "index", "sid", "direct")
+
+    def __init__(
+        self, component: str, stream: str, fields: Sequence[str], sid: int, direct: bool = False
+    ) -> None:
+        self.component = component
+        self.stream = stream
+        self.fields = tuple(fields)
+        self.index = {name: i for i, name in enumerate(self.fields)}
+        self.sid = sid
+        self.direct = direct
+
+    def __repr__(self) -> str:
+        return f"StreamMeta({self.component!r}, {self.stream!r}, {self.fields!r})"
+
+
+TICK_META = StreamMeta(SYSTEM_COMPONENT, TICK_STREAM, ("rate_secs",), -1)
+
+
+class Tuple:
+    """One tuple delivered to a bolt.
+
+    ``tup[0]``, ``tup["word"]`` and ``tup.values`` read values; ``tup.fields``,
+    ``tup.stream``, ``tup.source_component`` and ``tup.source_task`` say where it
+    came from; ``tup.is_tick`` is true for tick tuples.
+    """
+
+    __slots__ = ("values", "meta", "source_task", "roots", "ack_val", "id")
+
+    def __init__(
+        self, values: Sequence[Any], meta: StreamMeta, source_task: int, roots: Any = None
+    ) -> None:
+        self.values = values
+        self.meta = meta
+        self.source_task = source_task
+        # Ack tracking: a dict root_id -> edge id of this tuple, or None when the
+        # tuple is outside any tuple tree.
+        self.roots = roots
+        self.ack_val = 0
+        self.id = 0
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.meta.fields
+
+    @property
+    def stream(self) -> str:
+        return self.meta.stream
+
+    @property
+    def source_component(self) -> str:
+        return self.meta.component
+
+    # streamparse names
+    component = source_component
+
+    @property
+    def task(self) -> int:
+        return self.source_task
+
+    @property
+    def is_tick(self) -> bool:
+        return self.meta is TICK_META
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            try:
+                return self.values[self.meta.index[key]]
+            except KeyError:
+                raise KeyError(
+                    f"stream '{self.meta.stream}' of '{self.meta.component}' has no field "
+                    f"'{key}'; its fields are {list(self.meta.fields)}"
+                ) from None
+        return self.values[key]
+
+    def get(self, field: str, default: Any = None) -> Any:
+        i = self.meta.index.get(field)
+        return default if i is None else self.values[i]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(zip(self.meta.fields, self.values, strict=False))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values)
+
+    def __repr__(self) -> str:
+        return (
+            f"Tuple(component={self.meta.component!r}, stream={self.meta.stream!r}, "
+            f"task={self.source_task}, values={list(self.values)!r})"
+        )
