@@ -49,9 +49,9 @@ __all__ = [
     "Topology",
     "TopologyBuilder",
     "TopologyContext",
+    "TopologyError",
     "TopologySpec",
     "Tuple",
-    "TopologyError",
-    "stable_hash",
     "__version__",
+    "stable_hash",
 ]

@@ -60,6 +60,13 @@ def normalize_outputs(outputs: Any, owner: str) -> dict[str, Stream]:
             )
         streams[DEFAULT_STREAM] = Stream(tuple(plain))
     for s in streams.values():
+        if s.name.startswith("__"):
+            # The acker adds __ack_* streams to every component and would silently
+            # replace a user stream of the same name.
+            raise TopologyError(
+                f"component '{owner}' declares stream '{s.name}': stream names starting with "
+                "'__' are reserved for system streams; rename it"
+            )
         if len(set(s.fields)) != len(s.fields):
             raise TopologyError(
                 f"component '{owner}' stream '{s.name}' repeats a field name: {list(s.fields)}"

@@ -78,7 +78,7 @@ def validate(conf: Mapping[str, Any], where: str = "config") -> None:
                 hint = f"; did you mean '{close[0]}'?" if close else "; see conf/defaults.yaml for every key"
                 raise ConfigError(f"{where}: unknown config key '{key}'{hint}")
             continue
-        if value is None:
+        if value is None and key in _NULLABLE_TYPES:
             continue
         types = _expected_types(key, known[key])
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
@@ -111,6 +111,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if _NULLABLE_TYPES.get(key) == (str,) and value is not None and not isinstance(value, str):
+            value = raw.strip()  # -c topology.name=2024 is the name "2024", not an int
         out[key] = value
     validate(out, where="-c")
     return out

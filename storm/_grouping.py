@@ -5,6 +5,7 @@ return cached tuples so a routing decision allocates nothing."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import zlib
 from collections.abc import Callable, Sequence
@@ -23,16 +24,36 @@ Chooser = Callable[[Sequence[Any]], Sequence[int]]
 _CACHE_LIMIT = 1 << 16
 
 
+def _canonical(v: Any) -> Any:
+    """`v` with every bool and integral float replaced by the equal int, so values
+    that are equal in Python (1 == 1.0 == True) hash alike. The choosers cache
+    routes in dicts, which treat such values as one key: without this, which task
+    a key goes to would depend on which spelling an emitter happened to see first."""
+    t = type(v)
+    if t is str or t is int or t is bytes:
+        return v
+    if t is bool:
+        return int(v)
+    if t is float:
+        if v.is_integer() and -(1 << 63) <= v < (1 << 64):
+            return int(v)
+        return v
+    if t is tuple or t is list:
+        return [_canonical(x) for x in v]
+    return v
+
+
 def stable_hash(key_values: Sequence[Any]) -> int:
     """A hash of field values that is identical in every process and run
-    (Python's hash() of str is salted per process, so it cannot be used)."""
+    (Python's hash() of str is salted per process, so it cannot be used).
+    Values equal in Python hash alike: 1, 1.0 and True; (1, 2) and [1, 2]."""
     if len(key_values) == 1:
         v = key_values[0]
         if isinstance(v, str):
             return zlib.crc32(v.encode("utf-8", "surrogatepass"))
         if isinstance(v, bytes):
             return zlib.crc32(v)
-    return zlib.crc32(msgpack.packb(list(key_values), use_bin_type=True))
+    return zlib.crc32(msgpack.packb([_canonical(v) for v in key_values], use_bin_type=True))
 
 
 class CustomGrouping:
@@ -152,17 +173,21 @@ Grouping.LOCAL_OR_SHUFFLE = Grouping("local_or_shuffle")
 def _round_robin(tasks: Sequence[int], rng: random.Random) -> Chooser:
     order = [(t,) for t in tasks]
     rng.shuffle(order)
-    n = len(order)
-    if n == 1:
-        only = order[0]
-        return lambda values: only
-    state = [0]
+    step = itertools.cycle(order).__next__
 
     def choose(values: Sequence[Any]) -> Sequence[int]:
-        i = state[0]
-        state[0] = i + 1 if i + 1 < n else 0
-        return order[i]
+        return step()
 
+    # The runtime calls the C-level iterator directly on its hot path.
+    choose.next = step  # type: ignore[attr-defined]
+    return choose
+
+
+def _constant(tasks: tuple[int, ...]) -> Chooser:
+    def choose(values: Sequence[Any]) -> Sequence[int]:
+        return tasks
+
+    choose.next = itertools.repeat(tasks).__next__  # type: ignore[attr-defined]
     return choose
 
 
@@ -190,11 +215,9 @@ def make_chooser(
         local = [t for t in targets if t in local_tasks]
         return _round_robin(local or targets, rng)
     if kind == "all":
-        everything = tuple(targets)
-        return lambda values: everything
+        return _constant(tuple(targets))
     if kind == "global":
-        lowest = (targets[0],)
-        return lambda values: lowest
+        return _constant((targets[0],))
     if kind == "direct":
         return None
     if kind in ("fields", "partial_key"):
@@ -213,29 +236,42 @@ def make_chooser(
     raise TopologyError(f"unknown grouping kind '{kind}'")
 
 
+class _KeyTable(dict[Any, tuple[int, ...]]):
+    """key -> (task,) cache; a miss computes the stable hash (dict lookups in C)."""
+
+    def __init__(self, singles: Sequence[tuple[int, ...]], n: int) -> None:
+        super().__init__()
+        self.singles = singles
+        self.n = n
+
+    def __missing__(self, key: Any) -> tuple[int, ...]:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        hit = self[key] = self.singles[stable_hash((key,)) % self.n]
+        return hit
+
+
 def _fields_chooser(targets: list[int], idx: list[int], partial: bool) -> Chooser:
     singles = [(t,) for t in targets]
     n = len(targets)
     cache: dict[Any, Any] = {}
     if not partial:
         if n == 1:
-            only = singles[0]
-            return lambda values: only
+            return _constant(singles[0])
         if len(idx) == 1:
             i0 = idx[0]
+            table = _KeyTable(singles, n)
 
             def one_field(values: Sequence[Any]) -> Sequence[int]:
                 key = values[i0]
                 try:
-                    hit = cache.get(key)
+                    return table[key]
                 except TypeError:  # unhashable value (a list, a dict): no caching
                     return singles[stable_hash((key,)) % n]
-                if hit is None:
-                    if len(cache) >= _CACHE_LIMIT:
-                        cache.clear()
-                    hit = cache[key] = singles[stable_hash((key,)) % n]
-                return hit
 
+            # The runtime looks keys up in the table itself on its hot path.
+            one_field.table = table  # type: ignore[attr-defined]
+            one_field.key_index = i0  # type: ignore[attr-defined]
             return one_field
 
         def many_fields(values: Sequence[Any]) -> Sequence[int]:

@@ -92,7 +92,7 @@ class LocalTopology:
         self.stopped = threading.Event()
         self.started_at = time.time()
         self.restart_workers = True
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._thread = threading.Thread(target=self._run, name=f"storm-local-{self.name}", daemon=True)
         self._ready = threading.Event()
         self._fatal: str | None = None

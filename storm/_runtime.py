@@ -8,6 +8,7 @@ This module never creates processes."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -31,6 +32,7 @@ log = logging.getLogger("storm.worker")
 _FAST_TYPES = frozenset({str, int, float, bool, type(None), bytes})
 _EMPTY: tuple[int, ...] = ()
 MAX_ERRORS_KEPT = 20
+MAX_ERRORS_PER_SEC = 10
 
 
 class Transport(Protocol):
@@ -83,9 +85,14 @@ class TaskStats:
 
 class Route:
     """Routing of one output stream of one task: the stream id, field count and a
-    chooser combining every subscription's grouping."""
+    chooser combining every subscription's grouping.
 
-    __slots__ = ("stream", "meta", "nfields", "choose", "direct_targets", "count", "direct")
+    `mode` tells emit how to pick tasks without a Python call where it can:
+    1 = look the key up in `table` (single-field fields grouping), 2 = call the
+    C-level iterator `next` (shuffle, all, global), 0 = call `choose(values)`."""
+
+    __slots__ = ("stream", "meta", "nfields", "choose", "direct_targets", "count", "direct",
+                 "mode", "table", "key_index", "next", "slow")
 
     def __init__(self, meta: StreamMeta, choosers: list[Callable[[Sequence[Any]], Sequence[int]]],
                  direct_targets: frozenset[int]) -> None:
@@ -94,11 +101,22 @@ class Route:
         self.nfields = len(meta.fields)
         self.direct_targets = direct_targets
         self.direct = meta.direct
+        self.slow = meta.direct
         self.count = 0
+        self.mode = 0
+        self.table: Any = None
+        self.key_index = 0
+        self.next: Any = None
         if not choosers:
             self.choose: Callable[[Sequence[Any]], Sequence[int]] = lambda values: _EMPTY
+            self.mode = 2
+            self.next = itertools.repeat(_EMPTY).__next__
         elif len(choosers) == 1:
-            self.choose = choosers[0]
+            c = self.choose = choosers[0]
+            if getattr(c, "table", None) is not None:
+                self.mode, self.table, self.key_index = 1, c.table, c.key_index  # type: ignore[attr-defined]
+            elif getattr(c, "next", None) is not None:
+                self.mode, self.next = 2, c.next  # type: ignore[attr-defined]
         else:
             def combined(values: Sequence[Any], _cs: list[Any] = choosers) -> Sequence[int]:
                 out: list[int] = []
@@ -121,6 +139,8 @@ class Executor:
         self.inbox: deque[Tuple] = deque()
         self.stats = TaskStats()
         self.errors: list[dict[str, Any]] = []
+        self._error_sec = 0
+        self._errors_this_sec = 0
         self.conf = dict(worker.conf)
         self.conf.update(cdef.config)
         self.context = TopologyContext(worker.spec, task_id, worker.local_tasks, worker.index)
@@ -169,6 +189,11 @@ class Executor:
         return route
 
     def _targets(self, route: Route, values: Sequence[Any], direct_task: int | None) -> Sequence[int]:
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise EmitError(
+                f"component '{self.component}' emitted {values!r} on stream '{route.stream}'; "
+                "emit takes a list of values, e.g. emit([word])"
+            )
         if len(values) != route.nfields:
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
                 raise EmitError(
@@ -211,7 +236,7 @@ class Executor:
         if roots:
             ackers = self.acker_tasks
             n = len(ackers)
-            av = tup.ack_val
+            av = getattr(tup, "ack_val", 0)
             for root, edge in roots.items():
                 self.worker.deliver(ackers[root % n], [root, edge ^ av], self._ack_sid, self.task_id, None)
 
@@ -226,6 +251,14 @@ class Executor:
     # -- errors ------------------------------------------------------------
     def record_error(self, exc: BaseException, where: str) -> None:
         self.stats.errors += 1
+        # Keep a flood of errors (a next_tuple that always raises) cheap: past
+        # MAX_ERRORS_PER_SEC in one second, errors are only counted.
+        sec = int(time.monotonic())
+        if sec != self._error_sec:
+            self._error_sec, self._errors_this_sec = sec, 0
+        self._errors_this_sec += 1
+        if self._errors_this_sec > MAX_ERRORS_PER_SEC:
+            return
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         entry = {"time": time.time(), "component": self.component, "task": self.task_id,
                  "where": where, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}
@@ -237,6 +270,12 @@ class Executor:
 
     def report_error(self, exc: BaseException) -> None:
         self.record_error(exc, "report_error")
+
+    def bind_emit(self) -> None:
+        """Give the user's instance the specialised emit (after all inboxes exist)."""
+        fast = _fast_emit(self, self._emit_general, spout=self.is_spout)  # type: ignore[attr-defined]
+        self.emit = fast
+        self.instance.emit = fast
 
     def tick(self, now: float) -> None:
         pass
@@ -254,7 +293,6 @@ class BoltExecutor(Executor):
         has_tick_hook = type(inst).process_tick is not Bolt.process_tick
         self._tick_handler = inst.process_tick if has_tick_hook else None
         # Bind the hot methods onto the instance: user calls skip one layer.
-        inst.emit = self.emit
         inst.ack = self.ack
         inst.fail = self.fail
         inst.report_error = self.report_error
@@ -269,15 +307,14 @@ class BoltExecutor(Executor):
     def emit(self, values: Sequence[Any], stream: str = DEFAULT_STREAM,
              anchors: Sequence[Tuple] | None = None, direct_task: int | None = None,
              need_task_ids: bool = True) -> Sequence[int]:
+        """Replaced per instance by a specialised closure (see _fast_emit)."""
+        return self._emit_general(values, stream, anchors, direct_task)
+
+    def _emit_general(self, values: Sequence[Any], stream: str = DEFAULT_STREAM,
+                      anchors: Sequence[Tuple] | None = None, direct_task: int | None = None,
+                      need_task_ids: bool = True) -> Sequence[int]:
         route = self.routes.get(stream) or self._route(stream)
-        if direct_task is None and not route.direct and len(values) == route.nfields:
-            for v in values:
-                if type(v) not in _FAST_TYPES:
-                    check_values(values, self.component, route.stream, route.meta.fields)
-                    break
-            tasks = route.choose(values)
-        else:
-            tasks = self._targets(route, values, direct_task)
+        tasks = self._targets(route, values, direct_task)
         route.count += 1
         if self.basic and anchors is None:
             cur = self.current
@@ -292,7 +329,7 @@ class BoltExecutor(Executor):
                     ar = a.roots
                     if ar:
                         e = new_id()
-                        a.ack_val ^= e
+                        a.ack_val = getattr(a, "ack_val", 0) ^ e
                         if roots is None:
                             roots = {}
                         for r in ar:
@@ -321,18 +358,17 @@ class BoltExecutor(Executor):
         popleft = inbox.popleft
         execute = self._execute
         stats = self.stats
-        basic = self.basic
         sample = (stats.executed // self._sample_every) != ((stats.executed + n) // self._sample_every)
         t0 = time.perf_counter_ns() if sample else 0
-        for _ in range(n):
-            tup = popleft()
-            if tup.meta is TICK_META and self._tick_handler is not None:
-                try:
-                    self._tick_handler(tup)
-                except Exception as exc:
-                    self.record_error(exc, "process_tick")
-                continue
-            if basic:
+        if self.basic:
+            for _ in range(n):
+                tup = popleft()
+                if tup.meta is TICK_META and self._tick_handler is not None:
+                    try:
+                        self._tick_handler(tup)
+                    except Exception as exc:
+                        self.record_error(exc, "process_tick")
+                    continue
                 self.current = tup
                 try:
                     execute(tup)
@@ -344,7 +380,23 @@ class BoltExecutor(Executor):
                 else:
                     self.ack(tup)
                 self.current = None
-            else:
+        elif self._tick_handler is not None:
+            tick_meta = TICK_META
+            on_tick = self._tick_handler
+            for _ in range(n):
+                tup = popleft()
+                try:
+                    if tup.meta is tick_meta:
+                        on_tick(tup)
+                    else:
+                        execute(tup)
+                except Exception as exc:
+                    self.record_error(exc, "execute")
+                    if tup.meta is not tick_meta:
+                        self.fail(tup)
+        else:
+            for _ in range(n):
+                tup = popleft()
                 try:
                     execute(tup)
                 except Exception as exc:
@@ -360,6 +412,7 @@ class BoltExecutor(Executor):
         if now >= self.next_tick:
             assert self.tick_secs is not None
             self.next_tick = now + self.tick_secs
+            # Queued behind the tuples already waiting, as in Storm.
             self.inbox.append(Tuple([self.tick_secs], TICK_META, 0))
 
     def close(self) -> None:
@@ -375,7 +428,6 @@ class SpoutExecutor(Executor):
     def __init__(self, worker: Worker, cdef: ComponentDef, task_id: int) -> None:
         super().__init__(worker, cdef, task_id)
         inst = self.instance
-        inst.emit = self.emit
         inst.report_error = self.report_error
         self.pending = RotatingMap()
         msp = self.conf.get("topology.max.spout.pending")
@@ -388,6 +440,8 @@ class SpoutExecutor(Executor):
         self.emitted_this_call = 0
         self.immediate_acks: list[Any] = []
         self.active = False
+        self.backoff = 0.0
+        self.resume_at = 0.0
 
     def setup(self) -> None:
         inst = self.instance
@@ -397,6 +451,11 @@ class SpoutExecutor(Executor):
 
     def emit(self, values: Sequence[Any], stream: str = DEFAULT_STREAM, msg_id: Any = None,
              direct_task: int | None = None, need_task_ids: bool = True) -> Sequence[int]:
+        """Replaced per instance by a specialised closure (see _fast_emit)."""
+        return self._emit_general(values, stream, msg_id, direct_task)
+
+    def _emit_general(self, values: Sequence[Any], stream: str = DEFAULT_STREAM, msg_id: Any = None,
+                      direct_task: int | None = None, need_task_ids: bool = True) -> Sequence[int]:
         route = self.routes.get(stream) or self._route(stream)
         tasks = self._targets(route, values, direct_task)
         route.count += 1
@@ -470,6 +529,8 @@ class SpoutExecutor(Executor):
 
     def run(self, calls: int) -> int:
         """Call next_tuple up to `calls` times; returns tuples emitted."""
+        if self.resume_at and time.monotonic() < self.resume_at:
+            return 0
         emitted = 0
         next_tuple = self.instance.next_tuple
         max_pending = self.max_pending
@@ -482,7 +543,11 @@ class SpoutExecutor(Executor):
                 next_tuple()
             except Exception as exc:
                 self.record_error(exc, "next_tuple")
+                # Back off a raising spout (10 ms doubling to 1 s) instead of spinning on it.
+                self.backoff = min(max(self.backoff * 2, 0.01), 1.0)
+                self.resume_at = time.monotonic() + self.backoff
                 break
+            self.backoff = 0.0
             if not self.emitted_this_call:
                 break
             emitted += self.emitted_this_call
@@ -515,6 +580,144 @@ class SpoutExecutor(Executor):
             self.instance.close()
         except Exception as exc:
             self.record_error(exc, "close")
+
+
+# The fast emit closures, as source compiled twice: once with `anchors` as the
+# third parameter (bolts) and once with `msg_id` (spouts), so keyword calls work
+# for both without an extra call layer on the hot path.
+_FAST_EMIT_TEMPLATE = """
+def factory(general, routes_get, local_get, remote_get, task_worker, flush, batch_size, me,
+            fast_types, third_is_slow, count_spout_emit, new_tuple, Tuple, check_values,
+            DEFAULT_STREAM, d, _str):
+    def emit(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None, need_task_ids=True):
+        route = routes_get(stream)
+        if (route is None or route.slow or direct_task is not None
+                or (THIRD is not None and third_is_slow) or len(values) != route.nfields
+                or type(values) is _str):
+            return general(values, stream, THIRD, direct_task)
+        for v in values:
+            if type(v) not in fast_types:
+                check_values(values, route.meta.component, route.stream, route.meta.fields)
+                break
+        mode = route.mode
+        if mode == 1:
+            try:
+                tasks = route.table[values[route.key_index]]
+            except TypeError:
+                tasks = route.choose(values)
+        elif mode == 2:
+            tasks = route.next()
+        else:
+            tasks = route.choose(values)
+        route.count += 1
+        if count_spout_emit is not None:
+            count_spout_emit.emitted_this_call += 1
+        meta = route.meta
+        for t in tasks:
+            app = local_get(t)
+            if app is not None:
+                tup = new_tuple(Tuple)
+                tup.values = values
+                tup.meta = meta
+                tup.source_task = me
+                tup.roots = None
+                app(tup)
+            else:
+                box = remote_get(t)
+                box.append((t, me, meta.sid, values, None))
+                if len(box) >= batch_size:
+                    flush(task_worker[t])
+        return tasks
+
+    if d is None or d.slow or d.mode not in (1, 2):
+        return emit
+    # Most emits go to the default stream: its path reads closure cells, not attributes.
+    generic = emit
+    d_nfields = d.nfields
+    d_mode = d.mode
+    d_table = d.table
+    d_kidx = d.key_index
+    d_next = d.next
+    d_choose = d.choose
+    d_meta = d.meta
+    d_sid = d.meta.sid
+    d_component = d.meta.component
+    d_fields = d.meta.fields
+    default = DEFAULT_STREAM
+
+    def emit_default(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
+                     need_task_ids=True):
+        if (stream is not default or direct_task is not None
+                or (THIRD is not None and third_is_slow) or len(values) != d_nfields
+                or type(values) is _str):
+            return generic(values, stream, THIRD, direct_task)
+        for v in values:
+            if type(v) not in fast_types:
+                check_values(values, d_component, default, d_fields)
+                break
+        if d_mode == 1:
+            try:
+                tasks = d_table[values[d_kidx]]
+            except TypeError:
+                tasks = d_choose(values)
+        else:
+            tasks = d_next()
+        d.count += 1
+        if count_spout_emit is not None:
+            count_spout_emit.emitted_this_call += 1
+        for t in tasks:
+            app = local_get(t)
+            if app is not None:
+                tup = new_tuple(Tuple)
+                tup.values = values
+                tup.meta = d_meta
+                tup.source_task = me
+                tup.roots = None
+                app(tup)
+            else:
+                box = remote_get(t)
+                box.append((t, me, d_sid, values, None))
+                if len(box) >= batch_size:
+                    flush(task_worker[t])
+        return tasks
+
+    return emit_default
+"""
+
+
+def _compile_emit_factory(third: str) -> Callable[..., Callable[..., Sequence[int]]]:
+    namespace: dict[str, Any] = {}
+    exec(compile(_FAST_EMIT_TEMPLATE.replace("THIRD", third), f"<storm emit ({third})>", "exec"),
+         namespace)
+    factory: Callable[..., Callable[..., Sequence[int]]] = namespace["factory"]
+    return factory
+
+
+_BOLT_EMIT_FACTORY = _compile_emit_factory("anchors")
+_SPOUT_EMIT_FACTORY = _compile_emit_factory("msg_id")
+
+
+def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool = False
+               ) -> Callable[..., Sequence[int]]:
+    """The emit users call, specialised for the common case: a non-direct stream,
+    no anchors (or acking off), no msg_id on a spout. Everything else goes to the
+    general path. Locals captured in the closure keep the per-tuple cost to a few
+    dictionary lookups and one Tuple."""
+    worker = ex.worker
+    basic = isinstance(ex, BoltExecutor) and ex.basic and ex.acking
+    if basic:
+        for r in ex.routes.values():
+            r.slow = True
+    factory = _SPOUT_EMIT_FACTORY if spout else _BOLT_EMIT_FACTORY
+    return factory(
+        general, ex.routes.get, worker.local_append.get, worker.remote_box.get, worker.task_worker,
+        worker.flush, worker.batch_size, ex.task_id, _FAST_TYPES,
+        # The third argument is anchors (bolt) or msg_id (spout): it needs the general path.
+        True if spout else ex.acking,
+        ex if spout else None,
+        object.__new__,  # skips Tuple.__init__: about 130 ns less per tuple
+        Tuple, check_values, DEFAULT_STREAM, ex.routes.get(DEFAULT_STREAM), str,
+    )
 
 
 class Worker:
@@ -559,13 +762,16 @@ class Worker:
                 ex: Executor
                 if cdef.is_spout:
                     ex = SpoutExecutor(self, cdef, t)
-                    self.spouts.append(ex)  # type: ignore[arg-type]
+                    self.spouts.append(ex)
                 else:
                     ex = BoltExecutor(self, cdef, t)
-                    self.bolts.append(ex)  # type: ignore[arg-type]
+                    self.bolts.append(ex)
                 self.executors[t] = ex
                 self.inboxes[t] = ex.inbox
         self._local_inbox_get = self.inboxes.get
+        self.local_append = {t: ib.append for t, ib in self.inboxes.items()}
+        for ex in self.executors.values():
+            ex.bind_emit()
         self.has_timers = any(e.tick_secs for e in self.bolts) or bool(self.spouts)
 
     def setup(self) -> None:

@@ -32,26 +32,45 @@ _SIMPLE = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def describe_unencodable(values: Sequence[Any]) -> tuple[int, str] | None:
-    """Index and type name of the first value msgpack cannot encode, or None."""
+    """Index of the first value msgpack cannot encode (so that it decodes to an
+    equal value) and a description of what is wrong with it, or None."""
     for i, v in enumerate(values):
-        if not _encodable(v):
-            return i, type(v).__name__
+        bad = _first_bad(v, "", 0)
+        if bad is not None:
+            return i, bad
     return None
 
 
-def _encodable(v: Any, depth: int = 0) -> bool:
+def _int_ok(v: int) -> bool:
+    return -(1 << 63) <= v < (1 << 64)
+
+
+def _first_bad(v: Any, path: str, depth: int) -> str | None:
     t = type(v)
     if t in _SIMPLE:
-        if t is int:
-            return -(1 << 63) <= v < (1 << 64)
-        return True
+        if t is int and not _int_ok(v):
+            return f"an int out of the 64-bit range{' at ' + path if path else ''}"
+        return None
+    where = f" at {path}" if path else ""
     if depth > 64:
-        return False
+        return f"nested deeper than 64 levels{where}"
     if t is list or t is tuple:
-        return all(_encodable(x, depth + 1) for x in v)
+        for j, x in enumerate(v):
+            bad = _first_bad(x, f"{path}[{j}]", depth + 1)
+            if bad is not None:
+                return bad
+        return None
     if t is dict:
-        return all(_encodable(k, depth + 1) and _encodable(x, depth + 1) for k, x in v.items())
-    return False
+        for k, x in v.items():
+            # Keys must be scalars: a list or tuple key would decode as an
+            # unhashable list on the receiving worker.
+            if type(k) not in _SIMPLE or (type(k) is int and not _int_ok(k)):
+                return f"a dict key of type {type(k).__name__}{where} (keys must be str, int, float, bool, bytes or None)"
+            bad = _first_bad(x, f"{path}[{k!r}]", depth + 1)
+            if bad is not None:
+                return bad
+        return None
+    return f"a {t.__name__}{where}"
 
 
 def check_values(values: Sequence[Any], component: str, stream: str, fields: Sequence[str]) -> None:
@@ -59,10 +78,10 @@ def check_values(values: Sequence[Any], component: str, stream: str, fields: Seq
     value msgpack cannot encode."""
     bad = describe_unencodable(values)
     if bad is not None:
-        i, tname = bad
+        i, what = bad
         fname = fields[i] if i < len(fields) else f"#{i}"
         raise SerializationError(
             f"component '{component}' emitted a value msgpack cannot encode on stream "
-            f"'{stream}': field '{fname}' is a {tname}; emit only str, int, float, bool, "
+            f"'{stream}': field '{fname}' holds {what}; emit only str, int, float, bool, "
             "None, bytes, and lists/dicts of those"
         )

@@ -108,7 +108,13 @@ def build_target(obj: Any, overrides: Mapping[str, Any] | None = None) -> Topolo
     if isinstance(obj, TopologySpec):
         return obj.with_config(overrides or {}) if overrides else obj
     if callable(obj):
-        return build_target(obj(), overrides)
+        # A function may take the config overrides, to shape the topology by them.
+        try:
+            takes_conf = bool(inspect.signature(obj).parameters)
+        except (TypeError, ValueError):
+            takes_conf = False
+        made = obj(dict(overrides or {})) if takes_conf else obj()
+        return build_target(made, overrides)
     raise TargetError(f"{obj!r} is not a topology; expected a Topology subclass, a TopologyBuilder or a TopologySpec")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from . import _config
@@ -20,6 +20,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 ACKER = "__acker"
 SYSTEM_PREFIX = "__"
+# Config keys the system components (the acker's task count and tick rate) derive from.
+_SYSTEM_KEYS = frozenset({"topology.workers", "topology.acker.executors", "topology.message.timeout.secs"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class TopologySpec:
     stream_ids: dict[tuple[str, str], int]
     task_component: dict[int, str]
     subscribers: dict[tuple[str, str], list[Subscription]]
+    #: topology.acker.executors as the user set it (None: one per worker), before
+    #: the acker was added; with_config needs it to re-derive the acker.
+    requested_ackers: int | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -77,10 +82,28 @@ class TopologySpec:
         _config.validate(overrides)
         conf = dict(self.config)
         conf.update(overrides)
-        return TopologySpec(
-            self.name, self.components, conf, self.streams, self.stream_ids,
-            self.task_component, self.subscribers,
+        name = conf.get("topology.name") or self.name
+        conf["topology.name"] = name
+        if not _SYSTEM_KEYS.intersection(overrides):
+            return TopologySpec(
+                name, self.components, conf, self.streams, self.stream_ids,
+                self.task_component, self.subscribers, self.requested_ackers,
+            )
+        # The acker depends on these keys: rebuild it as a fresh build would.
+        requested = conf["topology.acker.executors"] = overrides.get(
+            "topology.acker.executors", self.requested_ackers
         )
+        defs = {
+            c.name: replace(
+                c,
+                outputs={k: v for k, v in c.outputs.items() if not k.startswith(SYSTEM_PREFIX)},
+                inputs=[i for i in c.inputs if not i.source.startswith(SYSTEM_PREFIX)],
+                tasks=[],
+            )
+            for c in self.components.values()
+            if not c.system
+        }
+        return _resolve(name, defs, conf, requested)
 
     def assign(self, workers: int | None = None) -> dict[int, int]:
         """task id -> worker index: round-robin over tasks in id order, so every
@@ -118,6 +141,7 @@ def build_spec(
     if conf.get("topology.name"):
         name = conf["topology.name"]
     conf["topology.name"] = name
+    _check_workers(name, conf)
 
     defs: dict[str, ComponentDef] = {}
     for spec in specs:
@@ -209,6 +233,21 @@ def build_spec(
                 )
             d.inputs.append(Subscription(sname, stream, d.name, grouping))
 
+    return _resolve(name, defs, conf, conf.get("topology.acker.executors"))
+
+
+def _check_workers(name: str, conf: Mapping[str, Any]) -> None:
+    workers = conf["topology.workers"]
+    if workers < 1:
+        # Caught here, not at scheduling: 0 workers would also silently mean 0 ackers.
+        raise TopologyError(f"topology '{name}': topology.workers must be at least 1, got {workers}")
+
+
+def _resolve(
+    name: str, defs: dict[str, ComponentDef], conf: dict[str, Any], requested_ackers: int | None
+) -> TopologySpec:
+    """Add the system components, then number tasks and streams deterministically."""
+    _check_workers(name, conf)
     _add_system_components(defs, conf)
 
     # Task ids 1..N: user components in name order, then system components.
@@ -237,7 +276,9 @@ def build_spec(
             subscribers.setdefault((sub.source, sub.stream), []).append(sub)
 
     components = {d.name: d for d in ordered}
-    return TopologySpec(name, components, conf, streams, stream_ids, task_component, subscribers)
+    return TopologySpec(
+        name, components, conf, streams, stream_ids, task_component, subscribers, requested_ackers
+    )
 
 
 def _add_system_components(defs: dict[str, ComponentDef], conf: dict[str, Any]) -> None:
@@ -262,24 +303,28 @@ class Topology:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # Resolve attributes as Python does, so a subclass that redefines an
+        # inherited component replaces it (instead of adding a second one).
+        attrs: list[str] = []
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, ComponentSpec) and attr not in attrs:
+                    attrs.append(attr)
         specs: list[ComponentSpec] = []
         seen: set[int] = set()
-        for base in reversed(cls.__mro__[1:]):
-            for s in getattr(base, "_specs", []):
-                if id(s) not in seen:
-                    specs.append(s)
-                    seen.add(id(s))
-        for attr, value in list(vars(cls).items()):
-            if isinstance(value, ComponentSpec):
-                if id(value) in seen:
-                    raise TopologyError(
-                        f"topology '{cls.__name__}': the same spec is assigned to two attributes "
-                        f"(second one: '{attr}'); call .spec() once per component"
-                    )
-                if value.name is None:
-                    value.name = attr
-                specs.append(value)
-                seen.add(id(value))
+        for attr in attrs:
+            value = getattr(cls, attr)
+            if not isinstance(value, ComponentSpec):
+                continue
+            if id(value) in seen:
+                raise TopologyError(
+                    f"topology '{cls.__name__}': the same spec is assigned to two attributes "
+                    f"(second one: '{attr}'); call .spec() once per component"
+                )
+            if value.name is None:
+                value.name = attr
+            specs.append(value)
+            seen.add(id(value))
         cls._specs = specs
 
     @classmethod
@@ -298,7 +343,8 @@ class InputDeclarer:
 
     def _add(self, component: str, stream: str, grouping: Grouping) -> InputDeclarer:
         if not isinstance(self._spec.inputs, dict):
-            self._spec.inputs = {}
+            # Keep inputs given to set_bolt(inputs=[...]) (shuffle grouping each).
+            self._spec.inputs = {src: Grouping.SHUFFLE for src in self._spec.inputs or ()}
         key = (component, stream)
         if key in self._spec.inputs:
             raise TopologyError(
@@ -361,15 +407,21 @@ class TopologyBuilder:
 
     def set_spout(self, name: str, cls: type[Spout], par: int = 1, config: Mapping[str, Any] | None = None,
                   outputs: Sequence[str | Stream] | None = None) -> ComponentSpec:
-        if not (isinstance(cls, type) and issubclass(cls, (Spout, Bolt))):
-            raise TopologyError(f"component '{name}': {cls!r} is not a Spout subclass")
+        if not (isinstance(cls, type) and issubclass(cls, Spout)):
+            raise TopologyError(
+                f"component '{name}': {cls!r} is not a Spout subclass; set_spout() needs a "
+                "storm.Spout subclass (use set_bolt() for bolts)"
+            )
         return self._add(cls.spec(name=name, par=par, config=config, outputs=outputs))
 
     def set_bolt(self, name: str, cls: type[Bolt], par: int = 1, config: Mapping[str, Any] | None = None,
                  inputs: Mapping[Any, Grouping] | Sequence[Any] | None = None,
                  outputs: Sequence[str | Stream] | None = None) -> InputDeclarer:
-        if not (isinstance(cls, type) and issubclass(cls, (Spout, Bolt))):
-            raise TopologyError(f"component '{name}': {cls!r} is not a Bolt subclass")
+        if not (isinstance(cls, type) and issubclass(cls, Bolt)):
+            raise TopologyError(
+                f"component '{name}': {cls!r} is not a Bolt subclass; set_bolt() needs a "
+                "storm.Bolt or storm.BasicBolt subclass (use set_spout() for spouts)"
+            )
         spec = self._add(cls.spec(name=name, par=par, config=config, outputs=outputs, inputs=inputs))
         return InputDeclarer(spec)
 

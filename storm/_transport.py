@@ -16,7 +16,7 @@ MAX_FRAMES_PER_POLL = 64
 class ZmqTransport:
     def __init__(self, index: int, data_endpoints: list[str], control_endpoint: str,
                  report_endpoint: str, hwm: int) -> None:
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.index = index
         self.data = self.ctx.socket(zmq.PULL)
         self.data.setsockopt(zmq.RCVHWM, hwm)

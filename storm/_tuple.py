@@ -43,7 +43,10 @@ class Tuple:
     came from; ``tup.is_tick`` is true for tick tuples.
     """
 
-    __slots__ = ("values", "meta", "source_task", "roots", "ack_val", "id")
+    # ack_val is only assigned when a bolt anchors an emit to this tuple; read it
+    # with getattr(tup, "ack_val", 0). Leaving it unset keeps creation cheap.
+    __slots__ = ("values", "meta", "source_task", "roots", "ack_val")
+    ack_val: int
 
     def __init__(
         self, values: Sequence[Any], meta: StreamMeta, source_task: int, roots: Any = None
@@ -54,8 +57,6 @@ class Tuple:
         # Ack tracking: a dict root_id -> edge id of this tuple, or None when the
         # tuple is outside any tuple tree.
         self.roots = roots
-        self.ack_val = 0
-        self.id = 0
 
     @property
     def fields(self) -> tuple[str, ...]:

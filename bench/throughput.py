@@ -1,0 +1,135 @@
+"""Word count throughput: words/s through split and count (acking off, the plain
+per-tuple execute API) with 1 and 2 workers, next to the transport ceiling on this
+machine (two processes moving msgpack batches of the same word tuples over pyzmq
+PUSH/PULL). Prints a table and the ratio ours/ceiling.
+
+    python bench/throughput.py [--seconds 10] [--workers 1,2] [--batch 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from topologies import WORDS  # noqa: E402
+
+from storm import LocalCluster  # noqa: E402
+
+
+def _ceiling_sender(endpoint: str, batch: int, seconds: float) -> None:
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.setsockopt(zmq.SNDHWM, 64)
+    s.connect(endpoint)
+    pack = msgpack.Packer(use_bin_type=True).pack
+    words = WORDS
+    nw = len(words)
+    i = 0
+    deadline = time.monotonic() + seconds + 2
+    while time.monotonic() < deadline:
+        entries = []
+        for _ in range(batch):
+            entries.append((2, 1, 0, [words[i % nw]], None))
+            i += 1
+        try:
+            s.send(pack([1, entries]), copy=True)
+        except zmq.ZMQError:
+            break
+    s.close(0)
+    ctx.term()
+
+
+def transport_ceiling(seconds: float, batch: int) -> float:
+    """Tuples/s received by one process from another over PUSH/PULL on ipc://."""
+    d = tempfile.mkdtemp(prefix="stb-", dir="/tmp")
+    endpoint = f"ipc://{d}/ceiling"
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 64)
+    pull.bind(endpoint)
+    proc = mp.get_context("spawn").Process(target=_ceiling_sender, args=(endpoint, batch, seconds))
+    proc.start()
+    unpackb = msgpack.unpackb
+    n = 0
+    warm = time.monotonic() + 1.0
+    while time.monotonic() < warm:
+        pull.recv()
+    t0 = time.monotonic()
+    end = t0 + seconds
+    while True:
+        msg = unpackb(pull.recv(), raw=False, strict_map_key=False)
+        n += len(msg[1])
+        if time.monotonic() >= end:
+            break
+    dt = time.monotonic() - t0
+    proc.terminate()
+    proc.join(5)
+    pull.close(0)
+    ctx.term()
+    return n / dt
+
+
+def ours(workers: int, seconds: float, batch: int, warmup: float = 3.0) -> tuple[float, float]:
+    """Words/s counted by the count bolt and its figure per worker."""
+    target = os.path.join(HERE, "topologies.py") + ":BenchWordCount"
+    conf = {
+        "topology.workers": workers,
+        "topology.acker.executors": 0,
+        "topology.transfer.batch.size": batch,
+        "topology.metrics.interval.secs": 0.25,
+        "bench.par": workers,
+    }
+    with LocalCluster() as cluster:
+        topo = cluster.submit(target, config=conf, name=f"bench-w{workers}")
+
+        def counted() -> tuple[int, float]:
+            m = topo.metrics()
+            return sum(v["executed"] for v in m.values() if v["component"] == "count"), time.monotonic()
+
+        time.sleep(warmup)  # a benchmark's warm-up, not a wait for a condition
+        c0, t0 = counted()
+        time.sleep(seconds)
+        c1, t1 = counted()
+        errors = topo.recent_errors()
+        topo.stop()
+    if errors:
+        print(f"  warning: {len(errors)} errors, first: {errors[0]['error']}", file=sys.stderr)
+    rate = (c1 - c0) / (t1 - t0)
+    return rate, rate / workers
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--ceiling-batch", type=int, default=100)
+    args = ap.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, pyzmq {zmq.__version__}, "
+          f"msgpack {'.'.join(map(str, msgpack.version))}")
+    ceiling = transport_ceiling(args.seconds, args.ceiling_batch)
+    rows = []
+    for w in [int(x) for x in args.workers.split(",")]:
+        rate, per = ours(w, args.seconds, args.batch)
+        rows.append((w, rate, per))
+    print()
+    print(f"{'run':<34}{'words/s':>14}{'per worker':>14}{'ours/ceiling':>14}")
+    print(f"{'transport ceiling (batch ' + str(args.ceiling_batch) + ')':<34}{ceiling:>14,.0f}{'':>14}{'':>14}")
+    for w, rate, per in rows:
+        print(f"{'word count, ' + str(w) + ' worker(s)':<34}{rate:>14,.0f}{per:>14,.0f}{rate / ceiling:>14.2f}")
+    print()
+    print("target: >= 1,000,000 words/s with 2 workers")
+
+
+if __name__ == "__main__":
+    main()
