@@ -21,7 +21,7 @@ import zmq
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from topologies import WORDS  # noqa: E402
+from topologies import VOCABULARY  # noqa: E402
 
 from storm import LocalCluster  # noqa: E402
 
@@ -32,7 +32,7 @@ def _ceiling_sender(endpoint: str, batch: int, seconds: float) -> None:
     s.setsockopt(zmq.SNDHWM, 64)
     s.connect(endpoint)
     pack = msgpack.Packer(use_bin_type=True).pack
-    words = WORDS
+    words = VOCABULARY
     nw = len(words)
     i = 0
     deadline = time.monotonic() + seconds + 2

@@ -9,6 +9,8 @@ from storm import Bolt, Spout, TopologyBuilder
 
 WORDS = ("the cow jumped over the moon an apple a day keeps the doctor away four score and "
          "seven years ago snow white and the seven dwarfs i am at two with nature").split()
+# A vocabulary of 1,000 distinct words, so fields grouping spreads evenly over tasks.
+VOCABULARY = [f"{w}{i}" for i in range(40) for w in dict.fromkeys(WORDS)][:1000]
 
 
 class SentenceSpout(Spout):
@@ -17,7 +19,7 @@ class SentenceSpout(Spout):
     def open(self, conf: dict[str, Any], context: Any) -> None:
         rng = random.Random(context.task_id)
         # A fixed pool of 1,000 ten-word sentences, cycled: no RNG on the hot path.
-        self.pool = [" ".join(rng.choice(WORDS) for _ in range(10)) for _ in range(1000)]
+        self.pool = [" ".join(rng.choice(VOCABULARY) for _ in range(10)) for _ in range(1000)]
         self.i = 0
 
     def next_tuple(self) -> None:

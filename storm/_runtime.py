@@ -92,7 +92,7 @@ class Route:
     C-level iterator `next` (shuffle, all, global), 0 = call `choose(values)`."""
 
     __slots__ = ("stream", "meta", "nfields", "choose", "direct_targets", "count", "direct",
-                 "mode", "table", "key_index", "next", "slow")
+                 "mode", "table", "key_index", "next", "slow", "targets", "remote")
 
     def __init__(self, meta: StreamMeta, choosers: list[Callable[[Sequence[Any]], Sequence[int]]],
                  direct_targets: frozenset[int]) -> None:
@@ -107,6 +107,9 @@ class Route:
         self.table: Any = None
         self.key_index = 0
         self.next: Any = None
+        self.targets: set[int] = set(direct_targets)
+        # remote task -> the values list of this task's outgoing group for it
+        self.remote: dict[int, list[Any]] = {}
         if not choosers:
             self.choose: Callable[[Sequence[Any]], Sequence[int]] = lambda values: _EMPTY
             self.mode = 2
@@ -165,6 +168,7 @@ class Executor:
             meta = spec.streams[sid]
             choosers = []
             direct: set[int] = set()
+            all_targets: set[int] = set()
             for sub in spec.subscribers.get((self.component, sname), []):
                 targets = spec.components[sub.target].tasks
                 chooser = make_chooser(
@@ -176,7 +180,10 @@ class Executor:
                     direct.update(targets)
                 else:
                     choosers.append(chooser)
-            self.routes[sname] = Route(meta, choosers, frozenset(direct))
+                all_targets.update(targets)
+            route = Route(meta, choosers, frozenset(direct))
+            route.targets = all_targets
+            self.routes[sname] = route
 
     def _route(self, stream: str) -> Route:
         route = self.routes.get(stream)
@@ -273,6 +280,11 @@ class Executor:
 
     def bind_emit(self) -> None:
         """Give the user's instance the specialised emit (after all inboxes exist)."""
+        for route in self.routes.values():
+            route.remote = {
+                t: self.worker.group(t, self.task_id, route.meta.sid, False)[3]
+                for t in route.targets if t not in self.worker.local_tasks
+            }
         fast = _fast_emit(self, self._emit_general, spout=self.is_spout)  # type: ignore[attr-defined]
         self.emit = fast
         self.instance.emit = fast
@@ -586,7 +598,7 @@ class SpoutExecutor(Executor):
 # third parameter (bolts) and once with `msg_id` (spouts), so keyword calls work
 # for both without an extra call layer on the hot path.
 _FAST_EMIT_TEMPLATE = """
-def factory(general, routes_get, local_get, remote_get, task_worker, flush, batch_size, me,
+def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
             fast_types, third_is_slow, count_spout_emit, new_tuple, Tuple, check_values,
             DEFAULT_STREAM, d, _str):
     def emit(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None, need_task_ids=True):
@@ -623,8 +635,8 @@ def factory(general, routes_get, local_get, remote_get, task_worker, flush, batc
                 tup.roots = None
                 app(tup)
             else:
-                box = remote_get(t)
-                box.append((t, me, meta.sid, values, None))
+                box = route.remote[t]
+                box.append(values)
                 if len(box) >= batch_size:
                     flush(task_worker[t])
         return tasks
@@ -640,7 +652,7 @@ def factory(general, routes_get, local_get, remote_get, task_worker, flush, batc
     d_next = d.next
     d_choose = d.choose
     d_meta = d.meta
-    d_sid = d.meta.sid
+    d_remote = d.remote
     d_component = d.meta.component
     d_fields = d.meta.fields
     default = DEFAULT_STREAM
@@ -675,8 +687,8 @@ def factory(general, routes_get, local_get, remote_get, task_worker, flush, batc
                 tup.roots = None
                 app(tup)
             else:
-                box = remote_get(t)
-                box.append((t, me, d_sid, values, None))
+                box = d_remote[t]
+                box.append(values)
                 if len(box) >= batch_size:
                     flush(task_worker[t])
         return tasks
@@ -710,7 +722,7 @@ def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool 
             r.slow = True
     factory = _SPOUT_EMIT_FACTORY if spout else _BOLT_EMIT_FACTORY
     return factory(
-        general, ex.routes.get, worker.local_append.get, worker.remote_box.get, worker.task_worker,
+        general, ex.routes.get, worker.local_append.get, worker.task_worker,
         worker.flush, worker.batch_size, ex.task_id, _FAST_TYPES,
         # The third argument is anchors (bolt) or msg_id (spout): it needs the general path.
         True if spout else ex.acking,
@@ -737,10 +749,14 @@ class Worker:
         self.capacity = int(self.conf["topology.executor.receive.buffer.size"])
         self.spout_calls = int(self.conf["topology.spout.batch.size"])
         self.idle_wait_ms = max(1, int(self.conf["topology.sleep.spout.wait.strategy.time.ms"]))
-        self.outboxes: list[list[Any]] = [[] for _ in range(nworkers)]
+        # Outgoing tuples are grouped per (dest task, source task, stream[, rooted]):
+        # a group is [dest, src, sid, values_list, roots_list | None], and a batch
+        # for a worker is its non-empty groups, so msgpack packs each tuple's
+        # values and nothing else.
+        self.groups: list[list[list[Any]]] = [[] for _ in range(nworkers)]
+        self._group_index: dict[tuple[int, int, int, bool], list[Any]] = {}
         self.blocked: list[deque[bytes]] = [deque() for _ in range(nworkers)]
         self.inboxes: dict[int, deque[Tuple]] = {}
-        self.remote_box: dict[int, list[Any]] = {}
         self.task_worker = dict(assignment)
         self.new_errors: list[dict[str, Any]] = []
         self.executors: dict[int, Executor] = {}
@@ -750,9 +766,6 @@ class Worker:
         self.stopping = False
         self.streams = spec.streams
         self.dropped_unknown = 0
-        for t, w in assignment.items():
-            if w != index:
-                self.remote_box[t] = self.outboxes[w]
         order = _topological_order(spec)
         for cname in order:
             cdef = spec.components[cname]
@@ -782,59 +795,86 @@ class Worker:
             sp.setup()
 
     # -- delivery ----------------------------------------------------------
+    def group(self, task: int, src: int, sid: int, rooted: bool) -> list[Any]:
+        """The outgoing group for (task, src, sid, rooted), created on first use."""
+        key = (task, src, sid, rooted)
+        g = self._group_index.get(key)
+        if g is None:
+            g = [task, src, sid, [], [] if rooted else None]
+            self._group_index[key] = g
+            self.groups[self.task_worker[task]].append(g)
+        return g
+
     def deliver(self, task: int, values: Sequence[Any], sid: int, src: int, roots: Any) -> None:
         inbox = self._local_inbox_get(task)
         if inbox is not None:
             inbox.append(Tuple(values, self.streams[sid], src, roots))
             return
-        box = self.remote_box[task]
-        box.append((task, src, sid, values, roots))
-        if len(box) >= self.batch_size:
+        rooted = roots is not None
+        g = self._group_index.get((task, src, sid, rooted)) or self.group(task, src, sid, rooted)
+        vals = g[3]
+        vals.append(values)
+        if rooted:
+            g[4].append(roots)
+        if len(vals) >= self.batch_size:
             self.flush(self.task_worker[task])
 
     def flush(self, w: int) -> None:
-        box = self.outboxes[w]
-        if not box:
+        batch = [g for g in self.groups[w] if g[3]]
+        if not batch:
             return
         try:
-            data = pack([KIND_TUPLES, box])
+            data = pack([KIND_TUPLES, batch])
         except (TypeError, ValueError, OverflowError):
-            data = self._pack_salvaging(box)
-        box.clear()
+            data = self._pack_salvaging(batch)
+        for g in batch:
+            g[3].clear()
+            if g[4] is not None:
+                g[4].clear()
         if self.transport is None:
             raise StormError("no transport for a remote task")  # pragma: no cover
         blocked = self.blocked[w]
         if blocked or not self.transport.send(w, data):
             blocked.append(data)
 
-    def _pack_salvaging(self, box: list[Any]) -> bytes:
-        """A batch failed to encode: find the bad entries, report and fail them,
+    def _pack_salvaging(self, batch: list[list[Any]]) -> bytes:
+        """A batch failed to encode: find the bad tuples, report and fail them,
         send the rest."""
-        good = []
-        for entry in box:
-            try:
-                pack(entry)
-                good.append(entry)
-            except (TypeError, ValueError, OverflowError):
-                task, src, sid, values, roots = entry
-                meta = self.streams[sid]
-                bad = describe_unencodable(values) or (0, "value")
-                fname = meta.fields[bad[0]] if bad[0] < len(meta.fields) else f"#{bad[0]}"
-                exc = SerializationError(
-                    f"component '{meta.component}' emitted a value msgpack cannot encode on stream "
-                    f"'{meta.stream}': field '{fname}' is a {bad[1]} (too large or not encodable)"
-                )
-                src_ex = self.executors.get(src)
-                if src_ex is not None:
-                    src_ex.record_error(exc, "emit")
-                    if roots:
-                        src_ex.fail_tree(Tuple(values, meta, src, roots))
-        return pack([KIND_TUPLES, good])
+        good_groups = []
+        for task, src, sid, values_list, roots_list in batch:
+            good_values: list[Any] = []
+            good_roots: list[Any] | None = None if roots_list is None else []
+            for i, values in enumerate(values_list):
+                roots = roots_list[i] if roots_list is not None else None
+                try:
+                    pack(values)
+                except (TypeError, ValueError, OverflowError):
+                    meta = self.streams[sid]
+                    bad = describe_unencodable(values) or (0, "a value msgpack rejects")
+                    fname = meta.fields[bad[0]] if bad[0] < len(meta.fields) else f"#{bad[0]}"
+                    exc = SerializationError(
+                        f"component '{meta.component}' emitted a value msgpack cannot encode on "
+                        f"stream '{meta.stream}': field '{fname}' holds {bad[1]}"
+                    )
+                    src_ex = self.executors.get(src)
+                    if src_ex is not None:
+                        src_ex.record_error(exc, "emit")
+                        if roots:
+                            src_ex.fail_tree(Tuple(values, meta, src, roots))
+                    continue
+                good_values.append(values)
+                if good_roots is not None:
+                    good_roots.append(roots)
+            if good_values:
+                good_groups.append([task, src, sid, good_values, good_roots])
+        return pack([KIND_TUPLES, good_groups])
 
     def flush_all(self) -> None:
-        for w, box in enumerate(self.outboxes):
-            if box:
-                self.flush(w)
+        for w, groups in enumerate(self.groups):
+            for g in groups:
+                if g[3]:
+                    self.flush(w)
+                    break
 
     def retry_blocked(self) -> bool:
         """Try to send batches that hit the high-water mark; True if any remain."""
@@ -853,7 +893,8 @@ class Worker:
 
         n = 0
         streams = self.streams
-        inboxes = self.inboxes
+        append_get = self.local_append.get
+        new_tuple = object.__new__
         for frame in frames:
             try:
                 msg = unpack(frame)
@@ -863,13 +904,32 @@ class Worker:
                 continue
             if kind != KIND_TUPLES:
                 continue
-            for task, src, sid, values, roots in entries:
-                inbox = inboxes.get(task)
-                if inbox is None:
-                    self.dropped_unknown += 1
-                    continue
-                inbox.append(Tuple(values, streams[sid], src, roots))
-            n += len(entries)
+            try:
+                for task, src, sid, values_list, roots_list in entries:
+                    app = append_get(task)
+                    if app is None:
+                        self.dropped_unknown += len(values_list)
+                        continue
+                    meta = streams[sid]
+                    if roots_list is None:
+                        for values in values_list:
+                            tup = new_tuple(Tuple)
+                            tup.values = values
+                            tup.meta = meta
+                            tup.source_task = src
+                            tup.roots = None
+                            app(tup)
+                    else:
+                        for values, roots in zip(values_list, roots_list, strict=True):
+                            tup = new_tuple(Tuple)
+                            tup.values = values
+                            tup.meta = meta
+                            tup.source_task = src
+                            tup.roots = roots
+                            app(tup)
+                    n += len(values_list)
+            except (TypeError, ValueError, IndexError) as exc:
+                log.error("worker %d dropped a malformed batch: %s", self.index, exc)
         return n
 
     # -- the loop ----------------------------------------------------------
