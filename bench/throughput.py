@@ -21,9 +21,8 @@ import zmq
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from topologies import VOCABULARY  # noqa: E402
-
 from storm import LocalCluster  # noqa: E402
+from topologies import VOCABULARY  # noqa: E402
 
 
 def _ceiling_sender(endpoint: str, batch: int, seconds: float) -> None:

@@ -70,6 +70,10 @@ class RotatingMap:
                 b.pop(key, None)
         head[key] = value
 
+    def put_new(self, key: Any, value: Any) -> None:
+        """put() for a key known to be absent (a fresh random root id)."""
+        self._buckets[0][key] = value
+
     def pop(self, key: Any, default: Any = None) -> Any:
         for b in self._buckets:
             if key in b:

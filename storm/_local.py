@@ -58,6 +58,8 @@ class ComponentStats:
     pending: int = 0
     exec_ms: float | None = None
     complete_ms: float | None = None
+    complete_p50_ms: float | None = None
+    complete_p99_ms: float | None = None
     streams: dict[str, int] = field(default_factory=dict)
 
 
@@ -131,12 +133,9 @@ class LocalTopology:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        logf = open(w.log_path, "ab")
-        try:
+        with open(w.log_path, "ab") as logf:
             w.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=env, cwd=os.getcwd(), start_new_session=True)
-        finally:
-            logf.close()
         w.pid = w.proc.pid
         w.ready = False
         w.exited = False
@@ -184,7 +183,12 @@ class LocalTopology:
                         self.stopping = True
                         stop_deadline = time.monotonic() + float(arg)
                         for w in self.workers:
-                            send(w.index, ["stop"])
+                            if w.ready:
+                                send(w.index, ["stop"])
+                            elif w.proc is not None and w.proc.poll() is None:
+                                # Still starting (maybe stuck in open/prepare): it
+                                # would not read the stop message.
+                                w.proc.kill()
                     elif cmd == "kill_worker":
                         w = self.workers[int(arg)]
                         if w.proc is not None and w.proc.poll() is None:
@@ -319,6 +323,8 @@ class LocalTopology:
             cs = ComponentStats(c.name, "spout" if c.is_spout else "bolt", len(c.tasks))
             lat: list[float] = []
             clat: list[float] = []
+            p50s: list[float] = []
+            p99s: list[float] = []
             for t in c.tasks:
                 m = metrics.get(t)
                 if not m:
@@ -337,8 +343,15 @@ class LocalTopology:
                     lat.append(m["exec_ms"])
                 if m.get("complete_ms") is not None:
                     clat.append(m["complete_ms"])
+                if m.get("complete_p50_ms") is not None:
+                    p50s.append(m["complete_p50_ms"])
+                if m.get("complete_p99_ms") is not None:
+                    p99s.append(m["complete_p99_ms"])
             cs.exec_ms = sum(lat) / len(lat) if lat else None
             cs.complete_ms = sum(clat) / len(clat) if clat else None
+            # Across tasks: the mean of medians and the worst p99 (an upper bound).
+            cs.complete_p50_ms = sum(p50s) / len(p50s) if p50s else None
+            cs.complete_p99_ms = max(p99s) if p99s else None
             out.append(cs)
         return out
 

@@ -55,7 +55,8 @@ class TaskStats:
     """Counters of one task. Plain attributes: incremented on the hot path."""
 
     __slots__ = ("emitted", "transferred", "executed", "acked", "failed", "errors",
-                 "exec_ns", "exec_samples", "complete_ns", "complete_samples", "process_ns")
+                 "exec_ns", "exec_samples", "complete_ns", "complete_samples", "process_ns",
+                 "recent_complete_ns")
 
     def __init__(self) -> None:
         self.emitted: dict[str, int] = {}
@@ -69,9 +70,16 @@ class TaskStats:
         self.complete_ns = 0
         self.complete_samples = 0
         self.process_ns = 0
+        # The last 2,048 to 4,096 complete latencies, for percentiles.
+        self.recent_complete_ns: list[int] = []
 
     def snapshot(self) -> dict[str, Any]:
+        recent = sorted(self.recent_complete_ns)
+        p50 = recent[len(recent) // 2] / 1e6 if recent else None
+        p99 = recent[min(len(recent) - 1, (len(recent) * 99) // 100)] / 1e6 if recent else None
         return {
+            "complete_p50_ms": p50,
+            "complete_p99_ms": p99,
             "emitted": dict(self.emitted),
             "transferred": self.transferred,
             "executed": self.executed,
@@ -241,11 +249,12 @@ class Executor:
     def ack_tree(self, tup: Tuple) -> None:
         roots = tup.roots
         if roots:
-            ackers = self.acker_tasks
-            n = len(ackers)
+            # XOR is associative: acks are folded per root in the worker and sent
+            # to the ackers once per loop pass (Worker.flush_acks), not per tuple.
+            acc = self.worker.pending_acks
             av = getattr(tup, "ack_val", 0)
             for root, edge in roots.items():
-                self.worker.deliver(ackers[root % n], [root, edge ^ av], self._ack_sid, self.task_id, None)
+                acc[root] = acc.get(root, 0) ^ edge ^ av
 
     def fail_tree(self, tup: Tuple) -> None:
         roots = tup.roots
@@ -288,6 +297,8 @@ class Executor:
         fast = _fast_emit(self, self._emit_general, spout=self.is_spout)  # type: ignore[attr-defined]
         self.emit = fast
         self.instance.emit = fast
+        if isinstance(self, BoltExecutor):
+            self.ack = self.instance.ack = _bolt_ack(self)
 
     def tick(self, now: float) -> None:
         pass
@@ -522,8 +533,13 @@ class SpoutExecutor(Executor):
             msg_id, t0 = entry
             if ok:
                 stats.acked += 1
-                stats.complete_ns += time.perf_counter_ns() - t0
+                dt = time.perf_counter_ns() - t0
+                stats.complete_ns += dt
                 stats.complete_samples += 1
+                recent = stats.recent_complete_ns
+                recent.append(dt)
+                if len(recent) > 4096:
+                    del recent[:2048]
                 try:
                     inst.ack(msg_id)
                 except Exception as exc:
@@ -599,14 +615,15 @@ class SpoutExecutor(Executor):
 # for both without an extra call layer on the hot path.
 _FAST_EMIT_TEMPLATE = """
 def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
-            fast_types, third_is_slow, count_spout_emit, new_tuple, Tuple, check_values,
+            fast_types, rooted, count_spout_emit, new_tuple, Tuple, check_values,
             DEFAULT_STREAM, d, _str):
     def emit(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None, need_task_ids=True):
         route = routes_get(stream)
         if (route is None or route.slow or direct_task is not None
-                or (THIRD is not None and third_is_slow) or len(values) != route.nfields
-                or type(values) is _str):
+                or len(values) != route.nfields or type(values) is _str):
             return general(values, stream, THIRD, direct_task)
+        if THIRD is not None and rooted is not None:
+            return rooted(values, route, THIRD)
         for v in values:
             if type(v) not in fast_types:
                 check_values(values, route.meta.component, route.stream, route.meta.fields)
@@ -660,9 +677,10 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
     def emit_default(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
                      need_task_ids=True):
         if (stream is not default or direct_task is not None
-                or (THIRD is not None and third_is_slow) or len(values) != d_nfields
-                or type(values) is _str):
+                or len(values) != d_nfields or type(values) is _str):
             return generic(values, stream, THIRD, direct_task)
+        if THIRD is not None and rooted is not None:
+            return rooted(values, d, THIRD)
         for v in values:
             if type(v) not in fast_types:
                 check_values(values, d_component, default, d_fields)
@@ -721,15 +739,166 @@ def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool 
         for r in ex.routes.values():
             r.slow = True
     factory = _SPOUT_EMIT_FACTORY if spout else _BOLT_EMIT_FACTORY
+    rooted: Callable[..., Sequence[int]] | None
+    if spout:
+        assert isinstance(ex, SpoutExecutor)
+        rooted = _rooted_spout_emit(ex)
+    else:
+        assert isinstance(ex, BoltExecutor)
+        rooted = _anchored_bolt_emit(ex) if ex.acking else None
     return factory(
         general, ex.routes.get, worker.local_append.get, worker.task_worker,
         worker.flush, worker.batch_size, ex.task_id, _FAST_TYPES,
-        # The third argument is anchors (bolt) or msg_id (spout): it needs the general path.
-        True if spout else ex.acking,
+        # Handles the third argument (anchors of a bolt, msg_id of a spout).
+        rooted,
         ex if spout else None,
         object.__new__,  # skips Tuple.__init__: about 130 ns less per tuple
         Tuple, check_values, DEFAULT_STREAM, ex.routes.get(DEFAULT_STREAM), str,
     )
+
+
+def _choose(route: Route, values: Sequence[Any]) -> Sequence[int]:
+    """Check values and pick target tasks (the rooted emit paths)."""
+    for v in values:
+        if type(v) not in _FAST_TYPES:
+            check_values(values, route.meta.component, route.stream, route.meta.fields)
+            break
+    mode = route.mode
+    if mode == 1:
+        try:
+            return route.table[values[route.key_index]]
+        except TypeError:
+            return route.choose(values)
+    if mode == 2:
+        return route.next()
+    return route.choose(values)
+
+
+def _rooted_deliverer(ex: Executor) -> Callable[[Route, int, Sequence[Any], Any], None]:
+    """Deliver one tuple that belongs to tuple trees (roots: root id -> edge id)."""
+    worker = ex.worker
+    local_get = worker.local_append.get
+    task_worker = worker.task_worker
+    flush = worker.flush
+    batch_size = worker.batch_size
+    me = ex.task_id
+    new_tuple = object.__new__
+    groups: dict[tuple[int, int], list[Any]] = {}
+
+    def deliver(route: Route, t: int, values: Sequence[Any], roots: Any) -> None:
+        app = local_get(t)
+        if app is not None:
+            tup = new_tuple(Tuple)
+            tup.values = values
+            tup.meta = route.meta
+            tup.source_task = me
+            tup.roots = roots
+            tup.ack_val = 0
+            app(tup)
+            return
+        sid = route.meta.sid
+        g = groups.get((t, sid))
+        if g is None:
+            g = groups[(t, sid)] = worker.group(t, me, sid, True)
+        vals = g[3]
+        vals.append(values)
+        g[4].append(roots)
+        if len(vals) >= batch_size:
+            flush(task_worker[t])
+
+    return deliver
+
+
+def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any], Sequence[int]]:
+    """A bolt's emit with anchors while acking is on: one new edge id per anchor
+    and target, XORed into the anchor's ack value and the child's roots."""
+    deliver = _rooted_deliverer(ex)
+    getrandbits = _acking._getrandbits
+    fromkeys = dict.fromkeys
+
+    def anchored(values: Sequence[Any], route: Route, anchors: Any) -> Sequence[int]:
+        if isinstance(anchors, Tuple):
+            anchors = (anchors,)
+        tasks = _choose(route, values)
+        route.count += 1
+        for t in tasks:
+            roots: dict[int, int] | None = None
+            for a in anchors:
+                ar = a.roots
+                if ar:
+                    e = getrandbits(64)
+                    try:
+                        a.ack_val ^= e
+                    except AttributeError:
+                        a.ack_val = e
+                    if roots is None:
+                        roots = fromkeys(ar, e)
+                    else:
+                        for r in ar:
+                            roots[r] = roots.get(r, 0) ^ e
+            if roots is None:
+                ex.worker.deliver(t, values, route.meta.sid, ex.task_id, None)
+            else:
+                deliver(route, t, values, roots)
+        return tasks
+
+    return anchored
+
+
+def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any], Sequence[int]]:
+    """A spout's emit with a msg_id: a new tuple tree (or, acking off, an
+    immediate ack)."""
+    deliver = _rooted_deliverer(ex)
+    getrandbits = _acking._getrandbits
+    worker = ex.worker
+    me = ex.task_id
+    ackers = ex.acker_tasks
+    nackers = len(ackers)
+    init_sid = ex._init_sid
+    pending_put = ex.pending.put_new
+    clock = time.perf_counter_ns
+
+    def rooted(values: Sequence[Any], route: Route, msg_id: Any) -> Sequence[int]:
+        tasks = _choose(route, values)
+        route.count += 1
+        ex.emitted_this_call += 1
+        if not nackers or not tasks:
+            for t in tasks:
+                worker.deliver(t, values, route.meta.sid, me, None)
+            ex.immediate_acks.append(msg_id)
+            return tasks
+        root = getrandbits(64)
+        xor = 0
+        for t in tasks:
+            e = getrandbits(64)
+            xor ^= e
+            deliver(route, t, values, {root: e})
+        pending_put(root, (msg_id, clock()))
+        worker.deliver(ackers[root % nackers], [root, xor, me], init_sid, me, None)
+        return tasks
+
+    return rooted
+
+
+def _bolt_ack(ex: BoltExecutor) -> Callable[[Tuple], None]:
+    """A bolt's ack: fold the tuple's edge XOR its ack value into the worker's
+    pending acks (sent once per loop pass, see Worker.flush_acks)."""
+    acc = ex.worker.pending_acks
+    acc_get = acc.get
+    stats = ex.stats
+
+    def ack(tup: Tuple) -> None:
+        roots = tup.roots
+        if roots:
+            try:
+                av = tup.ack_val
+            except AttributeError:
+                av = 0
+            for root, edge in roots.items():
+                acc[root] = acc_get(root, 0) ^ edge ^ av
+        stats.acked += 1
+
+    return ack
 
 
 class Worker:
@@ -759,6 +928,7 @@ class Worker:
         self.inboxes: dict[int, deque[Tuple]] = {}
         self.task_worker = dict(assignment)
         self.new_errors: list[dict[str, Any]] = []
+        self.pending_acks: dict[int, int] = {}
         self.executors: dict[int, Executor] = {}
         self.spouts: list[SpoutExecutor] = []
         self.bolts: list[BoltExecutor] = []
@@ -926,6 +1096,7 @@ class Worker:
                             tup.meta = meta
                             tup.source_task = src
                             tup.roots = roots
+                            tup.ack_val = 0
                             app(tup)
                     n += len(values_list)
             except (TypeError, ValueError, IndexError) as exc:
@@ -937,12 +1108,31 @@ class Worker:
         cap = self.capacity
         return any(len(ib) >= cap for ib in self.inboxes.values())
 
+    def flush_acks(self) -> None:
+        """Send the acks folded during this pass, one message per tuple tree."""
+        acc = self.pending_acks
+        if not acc:
+            return
+        items = list(acc.items())
+        acc.clear()
+        any_ex = next(iter(self.executors.values()))
+        ackers = any_ex.acker_tasks
+        n = len(ackers)
+        sid = any_ex._ack_sid
+        src = any_ex.task_id
+        deliver = self.deliver
+        for root, value in items:
+            if value:
+                deliver(ackers[root % n], [root, value], sid, src, None)
+
     def step(self, now: float) -> int:
         """One pass: bolts, spouts, flush. Returns how much work was done."""
         did = 0
         for b in self.bolts:
             if b.inbox:
                 did += b.run(4096)
+        if self.pending_acks:
+            self.flush_acks()
         for sp in self.spouts:
             if sp.inbox or sp.immediate_acks:
                 did += sp.handle_results()
@@ -969,6 +1159,7 @@ class Worker:
             sp.close()
         for b in self.bolts:
             b.close()
+        self.flush_acks()
 
     def metrics(self) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}

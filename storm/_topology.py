@@ -140,6 +140,11 @@ def build_spec(
     conf = _config.merge(config)
     if conf.get("topology.name"):
         name = conf["topology.name"]
+    if not _NAME_RE.match(name):
+        raise TopologyError(
+            f"topology name {name!r} is invalid: use letters, digits, '_', '-' or '.' "
+            "(it names files and sockets)"
+        )
     conf["topology.name"] = name
     _check_workers(name, conf)
 

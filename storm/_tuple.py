@@ -57,6 +57,8 @@ class Tuple:
         # Ack tracking: a dict root_id -> edge id of this tuple, or None when the
         # tuple is outside any tuple tree.
         self.roots = roots
+        if roots is not None:
+            self.ack_val = 0
 
     @property
     def fields(self) -> tuple[str, ...]:
