@@ -39,6 +39,9 @@ class WorkerInfo:
     last_report: float = 0.0
     log_path: str = ""
     backpressure: bool = False
+    started_at: float = 0.0
+    restart_at: float = 0.0
+    quick_deaths: int = 0
 
 
 @dataclass
@@ -129,16 +132,18 @@ class LocalTopology:
             "--report", self.report_endpoint,
             "--fingerprint", self.fingerprint,
             "--parent-pid", str(os.getpid()),
+            "--peer-controls", json.dumps(self.controls),
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        w.ready = False
+        w.exited = False
+        w.started_at = time.monotonic()
         with open(w.log_path, "ab") as logf:
             w.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=env, cwd=os.getcwd(), start_new_session=True)
         w.pid = w.proc.pid
-        w.ready = False
-        w.exited = False
 
     def _run(self) -> None:
         report = self._ctx.socket(zmq.PULL)
@@ -286,8 +291,17 @@ class LocalTopology:
                     f"worker {w.index} exited with code {code} before it was ready; see {w.log_path}")
                 continue
             if self.restart_workers:
-                w.restarts += 1
-                self._launch(w)
+                now = time.monotonic()
+                if not w.restart_at:
+                    # A worker that keeps dying soon after it starts is restarted
+                    # with a growing delay (1 s doubling to 30 s), not in a tight loop.
+                    w.quick_deaths = w.quick_deaths + 1 if now - w.started_at < 10 else 0
+                    delay = min(30.0, 2.0 ** (w.quick_deaths - 1)) if w.quick_deaths else 0.0
+                    w.restart_at = now + delay
+                if now >= w.restart_at:
+                    w.restart_at = 0.0
+                    w.restarts += 1
+                    self._launch(w)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop every worker (clean shutdown, then kill after `timeout`)."""

@@ -31,6 +31,8 @@ log = logging.getLogger("storm.worker")
 
 _FAST_TYPES = frozenset({str, int, float, bool, type(None), bytes})
 _EMPTY: tuple[int, ...] = ()
+_INT_MIN = -(1 << 63)  # msgpack encodes ints in [-2**63, 2**64)
+_INT_MAX = (1 << 64) - 1
 MAX_ERRORS_KEPT = 20
 MAX_ERRORS_PER_SEC = 10
 
@@ -220,7 +222,7 @@ class Executor:
                 f"'{route.stream}', which declares {route.nfields} fields {list(route.meta.fields)}"
             )
         for v in values:
-            if type(v) not in _FAST_TYPES:
+            if type(v) not in _FAST_TYPES or (type(v) is int and not _INT_MIN <= v <= _INT_MAX):
                 check_values(values, self.component, route.stream, route.meta.fields)
                 break
         if direct_task is not None:
@@ -374,23 +376,37 @@ class BoltExecutor(Executor):
         self.stats.failed += 1
 
     def run(self, budget: int) -> int:
+        """Execute up to `budget` queued tuples, in chunks of 64, for at most
+        about 20 ms, so one slow bolt cannot stall its worker's loop."""
         inbox = self.inbox
         n = len(inbox)
         if n > budget:
             n = budget
-        popleft = inbox.popleft
-        execute = self._execute
         stats = self.stats
         sample = (stats.executed // self._sample_every) != ((stats.executed + n) // self._sample_every)
         t0 = time.perf_counter_ns() if sample else 0
+        deadline = time.perf_counter() + 0.02
+        done = 0
+        while done < n:
+            chunk = n - done if n - done < 64 else 64
+            self._run_chunk(chunk)
+            done += chunk
+            if time.perf_counter() > deadline:
+                break
+        stats.executed += done
+        if sample and done:
+            stats.exec_ns += (time.perf_counter_ns() - t0) // done
+            stats.exec_samples += 1
+        return done
+
+    def _run_chunk(self, n: int) -> None:
+        popleft = self.inbox.popleft
+        execute = self._execute
         if self.basic:
             for _ in range(n):
                 tup = popleft()
-                if tup.meta is TICK_META and self._tick_handler is not None:
-                    try:
-                        self._tick_handler(tup)
-                    except Exception as exc:
-                        self.record_error(exc, "process_tick")
+                if tup.meta is TICK_META:
+                    self._on_tick(tup)
                     continue
                 self.current = tup
                 try:
@@ -403,20 +419,18 @@ class BoltExecutor(Executor):
                 else:
                     self.ack(tup)
                 self.current = None
-        elif self._tick_handler is not None:
+        elif self.tick_secs is not None or self._tick_handler is not None:
             tick_meta = TICK_META
-            on_tick = self._tick_handler
             for _ in range(n):
                 tup = popleft()
+                if tup.meta is tick_meta:
+                    self._on_tick(tup)
+                    continue
                 try:
-                    if tup.meta is tick_meta:
-                        on_tick(tup)
-                    else:
-                        execute(tup)
+                    execute(tup)
                 except Exception as exc:
                     self.record_error(exc, "execute")
-                    if tup.meta is not tick_meta:
-                        self.fail(tup)
+                    self.fail(tup)
         else:
             for _ in range(n):
                 tup = popleft()
@@ -425,11 +439,18 @@ class BoltExecutor(Executor):
                 except Exception as exc:
                     self.record_error(exc, "execute")
                     self.fail(tup)
-        stats.executed += n
-        if sample and n:
-            stats.exec_ns += (time.perf_counter_ns() - t0) // n
-            stats.exec_samples += 1
-        return n
+
+    def _on_tick(self, tup: Tuple) -> None:
+        # Ticks are not counted as executed tuples (undone by run's count).
+        self.stats.executed -= 1
+        handler = self._tick_handler
+        try:
+            if handler is not None:
+                handler(tup)
+            else:
+                self._execute(tup)
+        except Exception as exc:
+            self.record_error(exc, "process_tick")
 
     def tick(self, now: float) -> None:
         if now >= self.next_tick:
@@ -625,7 +646,7 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
         if THIRD is not None and rooted is not None:
             return rooted(values, route, THIRD)
         for v in values:
-            if type(v) not in fast_types:
+            if type(v) not in fast_types or (type(v) is int and not -9223372036854775808 <= v <= 18446744073709551615):
                 check_values(values, route.meta.component, route.stream, route.meta.fields)
                 break
         mode = route.mode
@@ -682,7 +703,7 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
         if THIRD is not None and rooted is not None:
             return rooted(values, d, THIRD)
         for v in values:
-            if type(v) not in fast_types:
+            if type(v) not in fast_types or (type(v) is int and not -9223372036854775808 <= v <= 18446744073709551615):
                 check_values(values, d_component, default, d_fields)
                 break
         if d_mode == 1:
@@ -760,7 +781,7 @@ def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool 
 def _choose(route: Route, values: Sequence[Any]) -> Sequence[int]:
     """Check values and pick target tasks (the rooted emit paths)."""
     for v in values:
-        if type(v) not in _FAST_TYPES:
+        if type(v) not in _FAST_TYPES or (type(v) is int and not _INT_MIN <= v <= _INT_MAX):
             check_values(values, route.meta.component, route.stream, route.meta.fields)
             break
     mode = route.mode
@@ -811,14 +832,22 @@ def _rooted_deliverer(ex: Executor) -> Callable[[Route, int, Sequence[Any], Any]
 
 def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any], Sequence[int]]:
     """A bolt's emit with anchors while acking is on: one new edge id per anchor
-    and target, XORed into the anchor's ack value and the child's roots."""
+    and target, XORed into the anchor's ack value and the child's roots. The one
+    anchor case (almost every emit) is inlined end to end."""
     deliver = _rooted_deliverer(ex)
     getrandbits = _acking._getrandbits
     fromkeys = dict.fromkeys
+    worker = ex.worker
+    local_get = worker.local_append.get
+    task_worker = worker.task_worker
+    flush = worker.flush
+    batch_size = worker.batch_size
+    me = ex.task_id
+    new_tuple = object.__new__
+    fast_types = _FAST_TYPES
+    groups: dict[tuple[int, int], list[Any]] = {}
 
-    def anchored(values: Sequence[Any], route: Route, anchors: Any) -> Sequence[int]:
-        if isinstance(anchors, Tuple):
-            anchors = (anchors,)
+    def anchored_many(values: Sequence[Any], route: Route, anchors: Any) -> Sequence[int]:
         tasks = _choose(route, values)
         route.count += 1
         for t in tasks:
@@ -837,9 +866,62 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
                         for r in ar:
                             roots[r] = roots.get(r, 0) ^ e
             if roots is None:
-                ex.worker.deliver(t, values, route.meta.sid, ex.task_id, None)
+                worker.deliver(t, values, route.meta.sid, me, None)
             else:
                 deliver(route, t, values, roots)
+        return tasks
+
+    def anchored(values: Sequence[Any], route: Route, anchors: Any) -> Sequence[int]:
+        if type(anchors) is Tuple:
+            a = anchors
+        elif len(anchors) == 1:
+            a = anchors[0]
+        else:
+            return anchored_many(values, route, anchors)
+        ar = a.roots
+        if not ar:
+            return anchored_many(values, route, (a,))
+        for v in values:
+            if type(v) not in fast_types or (type(v) is int and not -9223372036854775808 <= v <= 18446744073709551615):
+                check_values(values, route.meta.component, route.stream, route.meta.fields)
+                break
+        mode = route.mode
+        if mode == 1:
+            try:
+                tasks = route.table[values[route.key_index]]
+            except TypeError:
+                tasks = route.choose(values)
+        elif mode == 2:
+            tasks = route.next()
+        else:
+            tasks = route.choose(values)
+        route.count += 1
+        meta = route.meta
+        for t in tasks:
+            e = getrandbits(64)
+            try:
+                a.ack_val ^= e
+            except AttributeError:
+                a.ack_val = e
+            roots = fromkeys(ar, e)
+            app = local_get(t)
+            if app is not None:
+                tup = new_tuple(Tuple)
+                tup.values = values
+                tup.meta = meta
+                tup.source_task = me
+                tup.roots = roots
+                tup.ack_val = 0
+                app(tup)
+            else:
+                g = groups.get((t, meta.sid))
+                if g is None:
+                    g = groups[(t, meta.sid)] = worker.group(t, me, meta.sid, True)
+                vals = g[3]
+                vals.append(values)
+                g[4].append(roots)
+                if len(vals) >= batch_size:
+                    flush(task_worker[t])
         return tasks
 
     return anchored
@@ -934,6 +1016,9 @@ class Worker:
         self.bolts: list[BoltExecutor] = []
         self.active = False
         self.stopping = False
+        # Backpressure: our own state, and the peers that asked every spout to pause.
+        self.pressure = False
+        self.throttled_by: set[int] = set()
         self.streams = spec.streams
         self.dropped_unknown = 0
         order = _topological_order(spec)
@@ -1115,7 +1200,9 @@ class Worker:
             return
         items = list(acc.items())
         acc.clear()
-        any_ex = next(iter(self.executors.values()))
+        # Any local executor that declares the ack stream can carry the folded
+        # acks (the acker reads only the values); system ackers do not declare it.
+        any_ex = next(ex for ex in self.executors.values() if ex._ack_sid >= 0)
         ackers = any_ex.acker_tasks
         n = len(ackers)
         sid = any_ex._ack_sid
@@ -1136,13 +1223,20 @@ class Worker:
         for sp in self.spouts:
             if sp.inbox or sp.immediate_acks:
                 did += sp.handle_results()
-        if self.active and not self.stopping:
+        if self.active and not self.stopping and not self.throttled_by:
             backpressure = any(self.blocked) or self.overloaded()
             if not backpressure:
                 calls = self.spout_calls
                 for sp in self.spouts:
                     did += sp.run(calls)
         return did
+
+    def set_throttle(self, peer: int, on: bool) -> None:
+        """A peer worker asks every spout to pause (on) or allows them again."""
+        if on:
+            self.throttled_by.add(peer)
+        else:
+            self.throttled_by.discard(peer)
 
     def timers(self, now: float) -> None:
         for ex in self.executors.values():

@@ -15,7 +15,7 @@ MAX_FRAMES_PER_POLL = 64
 
 class ZmqTransport:
     def __init__(self, index: int, data_endpoints: list[str], control_endpoint: str,
-                 report_endpoint: str, hwm: int) -> None:
+                 report_endpoint: str, hwm: int, peer_controls: list[str] | None = None) -> None:
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.index = index
         self.data = self.ctx.socket(zmq.PULL)
@@ -38,6 +38,16 @@ class ZmqTransport:
         self.reports.setsockopt(zmq.LINGER, 2000)
         self.reports.setsockopt(zmq.SNDHWM, 1000)
         self.reports.connect(report_endpoint)
+        # Backpressure signals go straight to every other worker's control socket.
+        self.peer_controls: list[zmq.Socket[bytes]] = []
+        for w, ep in enumerate(peer_controls or []):
+            if w == index:
+                continue
+            s = self.ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, 1000)
+            s.connect(ep)
+            self.peer_controls.append(s)
         self.poller_all = zmq.Poller()
         self.poller_all.register(self.data, zmq.POLLIN)
         self.poller_all.register(self.control, zmq.POLLIN)
@@ -79,7 +89,16 @@ class ZmqTransport:
         except zmq.Again:
             pass  # the owner is not reading; metrics are best effort
 
+    def broadcast(self, msg: Any) -> None:
+        """Send a control message to every other worker (best effort)."""
+        data = pack(msg)
+        for s in self.peer_controls:
+            try:
+                s.send(data, zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+
     def close(self) -> None:
-        for s in [self.data, self.control, *self.peers.values()]:
+        for s in [self.data, self.control, *self.peers.values(), *self.peer_controls]:
             s.close(linger=0)
         self.reports.close(linger=1000)

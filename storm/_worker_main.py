@@ -7,8 +7,11 @@ supervisor) and exits on its own when that process goes away."""
 from __future__ import annotations
 
 import argparse
+import gc
+import io
 import json
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -35,23 +38,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report", required=True)
     p.add_argument("--fingerprint", default="")
     p.add_argument("--parent-pid", type=int, default=0)
+    p.add_argument("--peer-controls", default="[]",
+                   help="JSON list of every worker's control endpoint, for backpressure signals")
+    # Cluster mode (a supervisor launches the worker); all optional, so `storm local` is unchanged.
+    p.add_argument("--parallelism", default="{}",
+                   help="JSON {component: parallelism} a rebalance set (changes task ids)")
+    p.add_argument("--orphan-timeout", type=float, default=0.0,
+                   help="seconds to keep running after the launcher is gone, waiting for a new "
+                        "one to adopt us (control message ['parent', pid]); 0: stop at once")
+    p.add_argument("--log-file", default="", help="log here, rotated, instead of to stderr")
+    p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024)
+    p.add_argument("--log-backups", type=int, default=5)
     return p.parse_args(argv)
+
+
+class _LogStream(io.TextIOBase):
+    """sys.stdout/sys.stderr of a worker that logs to a rotated file: each line
+    printed becomes a log record, so print() output rotates with the log."""
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self._logger = logger
+        self._level = level
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._logger.log(self._level, line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self._logger.log(self._level, self._partial)
+            self._partial = ""
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    fmt = f"%(asctime)s worker-{args.index} pid={os.getpid()} %(levelname)s %(name)s: %(message)s"
+    if not args.log_file:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=fmt)
+        return
+    handler = logging.handlers.RotatingFileHandler(
+        args.log_file, maxBytes=max(args.log_max_bytes, 1024), backupCount=max(args.log_backups, 0))
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    sys.stdout = _LogStream(logging.getLogger("stdout"), logging.INFO)
+    sys.stderr = _LogStream(logging.getLogger("stderr"), logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format=f"%(asctime)s worker-{args.index} pid={os.getpid()} %(levelname)s %(name)s: %(message)s",
-    )
+    _setup_logging(args)
     _acking.reseed()
     endpoints = json.loads(args.endpoints)
     overrides = json.loads(args.overrides)
     transport: ZmqTransport | None = None
     try:
-        transport = ZmqTransport(args.index, endpoints, args.control, args.report,
-                                 int(overrides.get("topology.transfer.hwm", 64)))
-        spec = build_target(load_target(args.target), overrides)
+        try:
+            spec = build_target(load_target(args.target), overrides)
+            parallelism = json.loads(args.parallelism)
+            if parallelism:
+                from .daemon._code import with_parallelism
+
+                spec = with_parallelism(spec, parallelism)
+        finally:
+            hwm = 64
+            if "spec" in locals():
+                hwm = int(spec.config.get("topology.transfer.hwm") or 64)
+            transport = ZmqTransport(args.index, endpoints, args.control, args.report, hwm,
+                                     peer_controls=json.loads(args.peer_controls))
         if args.fingerprint and fingerprint(spec) != args.fingerprint:
             raise RuntimeError(
                 "this worker built a different topology than its launcher (is the topology "
@@ -68,9 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
             transport.close()
         return 3
+    # Fewer, cheaper collections: the loop allocates a few objects per tuple and
+    # keeps almost none; startup objects are moved out of the collector's way.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     log.info("worker %d started with tasks %s", args.index, sorted(worker.local_tasks))
+    # A restarted worker clears any throttle its previous incarnation left set.
+    transport.broadcast(["throttle", args.index, False])
     transport.report(["ready", args.index, os.getpid()])
-    run_loop(worker, transport, args.parent_pid)
+    run_loop(worker, transport, args.parent_pid, args.orphan_timeout)
     transport.report(["metrics", args.index, os.getpid(), worker.metrics(), worker.new_errors, {"final": True}])
     transport.report(["bye", args.index, os.getpid()])
     transport.close()
@@ -78,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int) -> None:
+def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_timeout: float = 0.0) -> None:
     stop_requested = False
+    orphaned_since = 0.0
 
     def on_term(signum: int, frame: Any) -> None:
         nonlocal stop_requested
@@ -111,16 +178,29 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int) -> None:
                 worker.set_active(False)
             elif kind == "stop":
                 stop_requested = True
+            elif kind == "parent" and len(msg) > 1:
+                # A restarted supervisor adopted us: watch its pid from now on.
+                parent_pid = int(msg[1])
+                orphaned_since = 0.0
+            elif kind == "throttle" and len(msg) == 3:
+                worker.set_throttle(int(msg[1]), bool(msg[2]))
         received = worker.receive(frames) if frames else 0
         now = time.monotonic()
         did = worker.step(now) + received
         if any(worker.blocked):
             worker.retry_blocked()
+        pressure = overloaded or any(worker.blocked)
+        if pressure != worker.pressure:
+            # Pause (or resume) every spout of the topology, not just ours: a
+            # worker between a fast spout and a slow bolt must not buffer
+            # without bound.
+            worker.pressure = pressure
+            transport.broadcast(["throttle", worker.index, pressure])
         now = time.monotonic()
         if did == 0 or now - last_flush >= linger:
             worker.flush_all()
             last_flush = now
-        if now >= next_timer:
+        if now >= next_timer and not worker.stopping:
             worker.timers(now)
             next_timer = now + 0.01
         if now >= next_report:
@@ -129,8 +209,14 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int) -> None:
                               {"backpressure": bool(any(worker.blocked) or overloaded)}])
             worker.new_errors = []
             if parent_pid and not _alive(parent_pid):
-                log.error("launcher pid %d is gone; stopping", parent_pid)
-                stop_requested = True
+                if not orphaned_since:
+                    orphaned_since = now
+                    if orphan_timeout > 0:
+                        log.warning("launcher pid %d is gone; waiting %gs for a new one", parent_pid,
+                                    orphan_timeout)
+                if now - orphaned_since >= orphan_timeout and not stop_requested:
+                    log.error("launcher pid %d is gone; stopping", parent_pid)
+                    stop_requested = True
         if stop_requested and not worker.stopping:
             worker.stopping = True
             worker.set_active(False)

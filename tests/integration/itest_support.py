@@ -1,0 +1,42 @@
+"""Test-side helpers of the integration tests: waiting on a running topology
+with a deadline, and a failure message that carries what is needed to debug a
+run that is gone (worker states, recent errors, the tail of each worker log)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from storm import LocalTopology
+from storm._local import ComponentStats
+
+LOG_TAIL_LINES = 15
+
+
+def wait_for(topo: LocalTopology, condition: Callable[[], bool], message: str,
+             timeout: float = 60.0) -> None:
+    """Poll `condition` until true; fail with diagnostics after `timeout` seconds."""
+    try:
+        topo.wait_until(condition, timeout=timeout, interval=0.05, message=message)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{diagnostics(topo)}") from None
+
+
+def stats(topo: LocalTopology) -> dict[str, ComponentStats]:
+    return {c.name: c for c in topo.component_stats()}
+
+
+def diagnostics(topo: LocalTopology) -> str:
+    lines = []
+    for w in topo.workers:
+        lines.append(f"worker {w.index}: pid={w.pid} ready={w.ready} restarts={w.restarts} "
+                     f"exit={w.proc.poll() if w.proc else None}")
+    for e in topo.recent_errors()[-5:]:
+        lines.append(f"error in {e['component']} task {e['task']} ({e['where']}): {e['error']}")
+    for w in topo.workers:
+        path = Path(w.log_path)
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            lines.append(f"--- {path.name} (last {len(tail)} lines)")
+            lines.extend(tail)
+    return "\n".join(lines)
