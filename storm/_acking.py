@@ -128,17 +128,22 @@ class AckerBolt(Bolt):
         if spout_task:
             if entry[2]:
                 pending.pop(root)
-                self.emit([root, False], stream=ACK_RESULT, direct_task=spout_task)
+                self.send_result(spout_task, root, False)
             elif entry[0] == 0:
                 pending.pop(root)
-                self.emit([root, True], stream=ACK_RESULT, direct_task=spout_task)
+                self.send_result(spout_task, root, True)
+
+    def send_result(self, spout_task: int, root: int, ok: bool) -> None:
+        """Tell the spout task how its tree ended. The runtime replaces this with
+        a direct delivery that skips emit's checks (the acker is ours)."""
+        self.emit([root, ok], stream=ACK_RESULT, direct_task=spout_task)
 
     def process_tick(self, tup: Tuple) -> None:
         if not self.timeouts:
             return
         for root, entry in self.pending.rotate().items():
             if entry[1]:
-                self.emit([root, False], stream=ACK_RESULT, direct_task=entry[1])
+                self.send_result(entry[1], root, False)
 
 
 def add_acker(defs: dict[str, ComponentDef], conf: dict[str, Any]) -> None:

@@ -53,6 +53,14 @@ class Transport(Protocol):
         ...
 
 
+def root_items(roots: Any) -> Any:
+    """(root, edge) pairs of a tuple's roots: a dict for several tuple trees, or a
+    single (root, edge) pair (a list when it came over the wire) for one."""
+    if type(roots) is dict:
+        return roots.items()
+    return (roots,)
+
+
 class TaskStats:
     """Counters of one task. Plain attributes: incremented on the hot path."""
 
@@ -102,7 +110,7 @@ class Route:
     C-level iterator `next` (shuffle, all, global), 0 = call `choose(values)`."""
 
     __slots__ = ("stream", "meta", "nfields", "choose", "direct_targets", "count", "direct",
-                 "mode", "table", "key_index", "next", "slow", "targets", "remote")
+                 "mode", "table", "key_index", "next", "slow", "targets", "remote", "remote_rooted")
 
     def __init__(self, meta: StreamMeta, choosers: list[Callable[[Sequence[Any]], Sequence[int]]],
                  direct_targets: frozenset[int]) -> None:
@@ -120,6 +128,8 @@ class Route:
         self.targets: set[int] = set(direct_targets)
         # remote task -> the values list of this task's outgoing group for it
         self.remote: dict[int, list[Any]] = {}
+        # remote task -> this task's outgoing group of rooted tuples for it
+        self.remote_rooted: dict[int, list[Any]] = {}
         if not choosers:
             self.choose: Callable[[Sequence[Any]], Sequence[int]] = lambda values: _EMPTY
             self.mode = 2
@@ -255,7 +265,7 @@ class Executor:
             # to the ackers once per loop pass (Worker.flush_acks), not per tuple.
             acc = self.worker.pending_acks
             av = getattr(tup, "ack_val", 0)
-            for root, edge in roots.items():
+            for root, edge in root_items(roots):
                 acc[root] = acc.get(root, 0) ^ edge ^ av
 
     def fail_tree(self, tup: Tuple) -> None:
@@ -263,8 +273,16 @@ class Executor:
         if roots:
             ackers = self.acker_tasks
             n = len(ackers)
-            for root in roots:
-                self.worker.deliver(ackers[root % n], [root], self._fail_sid, self.task_id, None)
+            worker = self.worker
+            inits = worker.pending_inits
+            for root, _edge in root_items(roots):
+                spout_task = inits.pop(root, 0) if inits else 0
+                if spout_task:
+                    # The tree's init has not left this worker yet: fail it here.
+                    worker.pending_acks.pop(root, None)
+                    worker.executors[spout_task].finish(root, False)  # type: ignore[attr-defined]
+                else:
+                    worker.deliver(ackers[root % n], [root], self._fail_sid, self.task_id, None)
 
     # -- errors ------------------------------------------------------------
     def record_error(self, exc: BaseException, where: str) -> None:
@@ -292,15 +310,27 @@ class Executor:
     def bind_emit(self) -> None:
         """Give the user's instance the specialised emit (after all inboxes exist)."""
         for route in self.routes.values():
-            route.remote = {
-                t: self.worker.group(t, self.task_id, route.meta.sid, False)[3]
-                for t in route.targets if t not in self.worker.local_tasks
-            }
+            remote = [t for t in route.targets if t not in self.worker.local_tasks]
+            route.remote = {t: self.worker.group(t, self.task_id, route.meta.sid, False)[3] for t in remote}
+            if self.acking:
+                route.remote_rooted = {t: self.worker.group(t, self.task_id, route.meta.sid, True)
+                                       for t in remote}
         fast = _fast_emit(self, self._emit_general, spout=self.is_spout)  # type: ignore[attr-defined]
         self.emit = fast
         self.instance.emit = fast
         if isinstance(self, BoltExecutor):
             self.ack = self.instance.ack = _bolt_ack(self)
+        if isinstance(self.instance, _acking.AckerBolt):
+            route = self.routes[ACK_RESULT]
+            deliver = self.worker.deliver
+            sid = route.meta.sid
+            me = self.task_id
+
+            def send_result(spout_task: int, root: int, ok: bool) -> None:
+                route.count += 1
+                deliver(spout_task, [root, ok], sid, me, None)
+
+            self.instance.send_result = send_result  # type: ignore[method-assign]
 
     def tick(self, now: float) -> None:
         pass
@@ -357,7 +387,7 @@ class BoltExecutor(Executor):
                         a.ack_val = getattr(a, "ack_val", 0) ^ e
                         if roots is None:
                             roots = {}
-                        for r in ar:
+                        for r, _edge in root_items(ar):
                             roots[r] = roots.get(r, 0) ^ e
                 deliver(t, values, sid, me, roots)
         else:
@@ -385,7 +415,7 @@ class BoltExecutor(Executor):
         stats = self.stats
         sample = (stats.executed // self._sample_every) != ((stats.executed + n) // self._sample_every)
         t0 = time.perf_counter_ns() if sample else 0
-        deadline = time.perf_counter() + 0.02
+        deadline = time.perf_counter() + self.worker.slice_secs
         done = 0
         while done < n:
             chunk = n - done if n - done < 64 else 64
@@ -545,33 +575,37 @@ class SpoutExecutor(Executor):
         while inbox:
             tup = inbox.popleft()
             n += 1
-            if tup.meta.stream != ACK_RESULT:
-                continue
-            root, ok = tup.values[0], tup.values[1]
-            entry = self.pending.pop(root)
-            if entry is None:
-                continue  # already timed out here
-            msg_id, t0 = entry
-            if ok:
-                stats.acked += 1
-                dt = time.perf_counter_ns() - t0
-                stats.complete_ns += dt
-                stats.complete_samples += 1
-                recent = stats.recent_complete_ns
-                recent.append(dt)
-                if len(recent) > 4096:
-                    del recent[:2048]
-                try:
-                    inst.ack(msg_id)
-                except Exception as exc:
-                    self.record_error(exc, "ack")
-            else:
-                stats.failed += 1
-                try:
-                    inst.fail(msg_id)
-                except Exception as exc:
-                    self.record_error(exc, "fail")
+            if tup.meta.stream == ACK_RESULT:
+                self.finish(tup.values[0], tup.values[1])
         return n
+
+    def finish(self, root: int, ok: bool) -> None:
+        """The tree `root` completed (ok) or failed: tell the user's spout."""
+        entry = self.pending.pop(root)
+        if entry is None:
+            return  # already timed out here
+        inst = self.instance
+        stats = self.stats
+        msg_id, t0 = entry
+        if ok:
+            stats.acked += 1
+            dt = time.perf_counter_ns() - t0
+            stats.complete_ns += dt
+            stats.complete_samples += 1
+            recent = stats.recent_complete_ns
+            recent.append(dt)
+            if len(recent) > 4096:
+                del recent[:2048]
+            try:
+                inst.ack(msg_id)
+            except Exception as exc:
+                self.record_error(exc, "ack")
+        else:
+            stats.failed += 1
+            try:
+                inst.fail(msg_id)
+            except Exception as exc:
+                self.record_error(exc, "fail")
 
     def can_emit(self) -> bool:
         return self.max_pending is None or len(self.pending) < self.max_pending
@@ -845,7 +879,6 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
     me = ex.task_id
     new_tuple = object.__new__
     fast_types = _FAST_TYPES
-    groups: dict[tuple[int, int], list[Any]] = {}
 
     def anchored_many(values: Sequence[Any], route: Route, anchors: Any) -> Sequence[int]:
         tasks = _choose(route, values)
@@ -861,10 +894,9 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
                     except AttributeError:
                         a.ack_val = e
                     if roots is None:
-                        roots = fromkeys(ar, e)
-                    else:
-                        for r in ar:
-                            roots[r] = roots.get(r, 0) ^ e
+                        roots = {}
+                    for r, _edge in root_items(ar):
+                        roots[r] = roots.get(r, 0) ^ e
             if roots is None:
                 worker.deliver(t, values, route.meta.sid, me, None)
             else:
@@ -903,7 +935,7 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
                 a.ack_val ^= e
             except AttributeError:
                 a.ack_val = e
-            roots = fromkeys(ar, e)
+            roots = (ar[0], e) if type(ar) is not dict else fromkeys(ar, e)
             app = local_get(t)
             if app is not None:
                 tup = new_tuple(Tuple)
@@ -914,9 +946,7 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
                 tup.ack_val = 0
                 app(tup)
             else:
-                g = groups.get((t, meta.sid))
-                if g is None:
-                    g = groups[(t, meta.sid)] = worker.group(t, me, meta.sid, True)
+                g = route.remote_rooted[t]
                 vals = g[3]
                 vals.append(values)
                 g[4].append(roots)
@@ -936,7 +966,9 @@ def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any
     me = ex.task_id
     ackers = ex.acker_tasks
     nackers = len(ackers)
-    init_sid = ex._init_sid
+    acc = worker.pending_acks
+    acc_get = acc.get
+    inits = worker.pending_inits
     pending_put = ex.pending.put_new
     clock = time.perf_counter_ns
 
@@ -954,9 +986,12 @@ def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any
         for t in tasks:
             e = getrandbits(64)
             xor ^= e
-            deliver(route, t, values, {root: e})
+            deliver(route, t, values, (root, e))
         pending_put(root, (msg_id, clock()))
-        worker.deliver(ackers[root % nackers], [root, xor, me], init_sid, me, None)
+        # The init is folded with this worker's acks of the same tree and sent
+        # at the end of the next loop pass (Worker.flush_acks).
+        acc[root] = acc_get(root, 0) ^ xor
+        inits[root] = me
         return tasks
 
     return rooted
@@ -976,8 +1011,12 @@ def _bolt_ack(ex: BoltExecutor) -> Callable[[Tuple], None]:
                 av = tup.ack_val
             except AttributeError:
                 av = 0
-            for root, edge in roots.items():
-                acc[root] = acc_get(root, 0) ^ edge ^ av
+            if type(roots) is dict:
+                for root, edge in roots.items():
+                    acc[root] = acc_get(root, 0) ^ edge ^ av
+            else:  # one root: a (root, edge) pair
+                root = roots[0]
+                acc[root] = acc_get(root, 0) ^ roots[1] ^ av
         stats.acked += 1
 
     return ack
@@ -1011,6 +1050,7 @@ class Worker:
         self.task_worker = dict(assignment)
         self.new_errors: list[dict[str, Any]] = []
         self.pending_acks: dict[int, int] = {}
+        self.pending_inits: dict[int, int] = {}  # root -> spout task, not yet sent
         self.executors: dict[int, Executor] = {}
         self.spouts: list[SpoutExecutor] = []
         self.bolts: list[BoltExecutor] = []
@@ -1019,6 +1059,8 @@ class Worker:
         # Backpressure: our own state, and the peers that asked every spout to pause.
         self.pressure = False
         self.throttled_by: set[int] = set()
+        # Longest a bolt runs in one loop pass before the loop gets its turn.
+        self.slice_secs = 0.02
         self.streams = spec.streams
         self.dropped_unknown = 0
         order = _topological_order(spec)
@@ -1194,23 +1236,38 @@ class Worker:
         return any(len(ib) >= cap for ib in self.inboxes.values())
 
     def flush_acks(self) -> None:
-        """Send the acks folded during this pass, one message per tuple tree."""
+        """Send the acks folded during this pass, one message per tuple tree.
+
+        A tree whose spout emitted it here since the last flush (its init is
+        still in pending_inits) and whose folded value is 0 was completed
+        entirely in this worker: the spout is told at once, no acker involved.
+        """
         acc = self.pending_acks
         if not acc:
             return
         items = list(acc.items())
         acc.clear()
+        inits = self.pending_inits
         # Any local executor that declares the ack stream can carry the folded
         # acks (the acker reads only the values); system ackers do not declare it.
         any_ex = next(ex for ex in self.executors.values() if ex._ack_sid >= 0)
         ackers = any_ex.acker_tasks
         n = len(ackers)
-        sid = any_ex._ack_sid
+        ack_sid = any_ex._ack_sid
         src = any_ex.task_id
         deliver = self.deliver
+        executors = self.executors
         for root, value in items:
-            if value:
-                deliver(ackers[root % n], [root, value], sid, src, None)
+            spout_task = inits.pop(root, 0) if inits else 0
+            if spout_task:
+                if value == 0:
+                    executors[spout_task].finish(root, True)  # type: ignore[attr-defined]
+                else:
+                    sp = executors[spout_task]
+                    deliver(ackers[root % n], [root, value, spout_task], sp._init_sid,  # type: ignore[attr-defined]
+                            spout_task, None)
+            elif value:
+                deliver(ackers[root % n], [root, value], ack_sid, src, None)
 
     def step(self, now: float) -> int:
         """One pass: bolts, spouts, flush. Returns how much work was done."""
