@@ -32,18 +32,18 @@ def _ceiling_sender(endpoint: str, batch: int, seconds: float) -> None:
     s.connect(endpoint)
     pack = msgpack.Packer(use_bin_type=True).pack
     words = VOCABULARY
-    nw = len(words)
+    # Prebuilt batches of word tuples, packed on every send: the cost of moving
+    # tuples between two processes, with nothing else around it.
+    batches = [[(2, 1, 0, [words[(b * batch + i) % len(words)]], None) for i in range(batch)]
+               for b in range(16)]
     i = 0
     deadline = time.monotonic() + seconds + 2
     while time.monotonic() < deadline:
-        entries = []
-        for _ in range(batch):
-            entries.append((2, 1, 0, [words[i % nw]], None))
-            i += 1
         try:
-            s.send(pack([1, entries]), copy=True)
+            s.send(pack([1, batches[i & 15]]), copy=True)
         except zmq.ZMQError:
             break
+        i += 1
     s.close(0)
     ctx.term()
 

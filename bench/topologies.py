@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 from storm import Bolt, Spout, TopologyBuilder
@@ -21,6 +22,9 @@ class SentenceSpout(Spout):
         self.pool = [" ".join(rng.choice(VOCABULARY) for _ in range(10)) for _ in range(1000)]
         self.i = 0
         self.seq = 0
+        # Optional pacing: sentences per second for this task (the latency bench).
+        self.rate = float(conf.get("bench.rate") or 0)
+        self.started = time.monotonic()
         if conf.get("bench.acking"):
             self.next_tuple = self.next_reliable  # type: ignore[method-assign]
 
@@ -30,6 +34,8 @@ class SentenceSpout(Spout):
         self.emit([self.pool[i]])
 
     def next_reliable(self) -> None:
+        if self.rate and self.seq >= (time.monotonic() - self.started) * self.rate:
+            return
         i = self.i
         self.i = i + 1 if i < 999 else 0
         self.seq += 1

@@ -42,8 +42,11 @@ class SentenceSpout(Spout):
         self.seq = 0
 
     def next_tuple(self) -> None:
+        # Every sentence carries a message id: with ackers (the default) each one
+        # is tracked until split and count have acked all of its words.
         if self.remaining is None:
-            self.emit([self.rng.choice(SENTENCES)])
+            self.seq += 1
+            self.emit([self.rng.choice(SENTENCES)], msg_id=self.seq)
         elif self.remaining:
             self.seq += 1
             self.emit([self.remaining.pop()], msg_id=self.seq)
@@ -113,7 +116,8 @@ class SinkBolt(Bolt):
 
 
 class WordCount(Topology):
-    config = {"topology.workers": 2}
+    # At most 1,000 sentences in flight per spout task keeps complete latency low.
+    config = {"topology.workers": 2, "topology.max.spout.pending": 1000}
     sentences = SentenceSpout.spec(par=2)
     split = SplitBolt.spec(inputs=[sentences], par=2)
     count = CountBolt.spec(
