@@ -680,7 +680,8 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
         if THIRD is not None and rooted is not None:
             return rooted(values, route, THIRD)
         for v in values:
-            if type(v) not in fast_types or (type(v) is int and not -9223372036854775808 <= v <= 18446744073709551615):
+            t = type(v)
+            if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
                 check_values(values, route.meta.component, route.stream, route.meta.fields)
                 break
         mode = route.mode
@@ -737,7 +738,8 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
         if THIRD is not None and rooted is not None:
             return rooted(values, d, THIRD)
         for v in values:
-            if type(v) not in fast_types or (type(v) is int and not -9223372036854775808 <= v <= 18446744073709551615):
+            t = type(v)
+            if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
                 check_values(values, d_component, default, d_fields)
                 break
         if d_mode == 1:
@@ -879,6 +881,7 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
     me = ex.task_id
     new_tuple = object.__new__
     fast_types = _FAST_TYPES
+    _str = str
 
     def anchored_many(values: Sequence[Any], route: Route, anchors: Any) -> Sequence[int]:
         tasks = _choose(route, values)
@@ -914,7 +917,8 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
         if not ar:
             return anchored_many(values, route, (a,))
         for v in values:
-            if type(v) not in fast_types or (type(v) is int and not -9223372036854775808 <= v <= 18446744073709551615):
+            t = type(v)
+            if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
                 check_values(values, route.meta.component, route.stream, route.meta.fields)
                 break
         mode = route.mode
