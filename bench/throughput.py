@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -109,23 +110,33 @@ def ours(workers: int, seconds: float, batch: int, warmup: float = 3.0) -> tuple
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=10.0, help="measured window of each run")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--rounds", type=int, default=3, help="runs per row; the median is reported")
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--ceiling-batch", type=int, default=100)
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, pyzmq {zmq.__version__}, "
-          f"msgpack {'.'.join(map(str, msgpack.version))}")
-    ceiling = transport_ceiling(args.seconds, args.ceiling_batch)
-    rows = []
-    for w in [int(x) for x in args.workers.split(",")]:
-        rate, per = ours(w, args.seconds, args.batch)
-        rows.append((w, rate, per))
+          f"msgpack {'.'.join(map(str, msgpack.version))}; {args.rounds} round(s) of {args.seconds:g}s per row")
+    # A shared machine's speed drifts from run to run: rounds interleave the rows.
+    ceilings: list[float] = []
+    rates: dict[int, list[float]] = {int(x): [] for x in args.workers.split(",")}
+    for r in range(args.rounds):
+        ceilings.append(transport_ceiling(args.seconds, args.ceiling_batch))
+        for w in rates:
+            rates[w].append(ours(w, args.seconds, args.batch)[0])
+        print(f"  round {r + 1}: ceiling {ceilings[-1]:,.0f}; "
+              + "; ".join(f"{w} worker(s) {v[-1]:,.0f}" for w, v in rates.items()), flush=True)
+    ceiling = statistics.median(ceilings)
     print()
-    print(f"{'run':<34}{'words/s':>14}{'per worker':>14}{'ours/ceiling':>14}")
-    print(f"{'transport ceiling (batch ' + str(args.ceiling_batch) + ')':<34}{ceiling:>14,.0f}{'':>14}{'':>14}")
-    for w, rate, per in rows:
-        print(f"{'word count, ' + str(w) + ' worker(s)':<34}{rate:>14,.0f}{per:>14,.0f}{rate / ceiling:>14.2f}")
+    print(f"{'median of ' + str(args.rounds) + ' rounds':<34}{'words/s':>12}{'min':>12}{'max':>12}"
+          f"{'per worker':>12}{'ours/ceiling':>14}")
+    print(f"{'transport ceiling (batch ' + str(args.ceiling_batch) + ')':<34}{ceiling:>12,.0f}"
+          f"{min(ceilings):>12,.0f}{max(ceilings):>12,.0f}")
+    for w, v in rates.items():
+        med = statistics.median(v)
+        print(f"{'word count, ' + str(w) + ' worker(s)':<34}{med:>12,.0f}{min(v):>12,.0f}{max(v):>12,.0f}"
+              f"{med / w:>12,.0f}{med / ceiling:>14.2f}")
     print()
     print("target: >= 1,000,000 words/s with 2 workers")
 

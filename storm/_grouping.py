@@ -236,21 +236,6 @@ def make_chooser(
     raise TopologyError(f"unknown grouping kind '{kind}'")
 
 
-class _KeyTable(dict[Any, tuple[int, ...]]):
-    """key -> (task,) cache; a miss computes the stable hash (dict lookups in C)."""
-
-    def __init__(self, singles: Sequence[tuple[int, ...]], n: int) -> None:
-        super().__init__()
-        self.singles = singles
-        self.n = n
-
-    def __missing__(self, key: Any) -> tuple[int, ...]:
-        if len(self) >= _CACHE_LIMIT:
-            self.clear()
-        hit = self[key] = self.singles[stable_hash((key,)) % self.n]
-        return hit
-
-
 def _fields_chooser(targets: list[int], idx: list[int], partial: bool) -> Chooser:
     singles = [(t,) for t in targets]
     n = len(targets)
@@ -260,12 +245,19 @@ def _fields_chooser(targets: list[int], idx: list[int], partial: bool) -> Choose
             return _constant(singles[0])
         if len(idx) == 1:
             i0 = idx[0]
-            table = _KeyTable(singles, n)
+            # A plain dict, so the runtime's `table[key]` is CPython's specialised
+            # exact-dict subscript; a miss (KeyError) lands here once per key.
+            table: dict[Any, tuple[int, ...]] = {}
 
             def one_field(values: Sequence[Any]) -> Sequence[int]:
                 key = values[i0]
                 try:
                     return table[key]
+                except KeyError:
+                    if len(table) >= _CACHE_LIMIT:
+                        table.clear()
+                    hit = table[key] = singles[stable_hash((key,)) % n]
+                    return hit
                 except TypeError:  # unhashable value (a list, a dict): no caching
                     return singles[stable_hash((key,)) % n]
 

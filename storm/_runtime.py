@@ -671,7 +671,7 @@ class SpoutExecutor(Executor):
 _FAST_EMIT_TEMPLATE = """
 def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
             fast_types, rooted, count_spout_emit, new_tuple, Tuple, check_values,
-            DEFAULT_STREAM, d, _str):
+            DEFAULT_STREAM, d, _str, itertools_cycle):
     def emit(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None, need_task_ids=True):
         route = routes_get(stream)
         if (route is None or route.slow or direct_task is not None
@@ -688,7 +688,7 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
         if mode == 1:
             try:
                 tasks = route.table[values[route.key_index]]
-            except TypeError:
+            except (KeyError, TypeError):
                 tasks = route.choose(values)
         elif mode == 2:
             tasks = route.next()
@@ -730,6 +730,117 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
     d_fields = d.meta.fields
     default = DEFAULT_STREAM
 
+    if d_mode == 1:
+        # Fields grouping on one field, one subscriber: cache per key everything
+        # the delivery needs (tasks, local append or remote box, worker).
+        cache = {}
+        one_field = d_nfields == 1
+
+        def route_key(values):
+            tasks = d_choose(values)
+            t = tasks[0]
+            app = local_get(t)
+            return (tasks, app, None if app is not None else d_remote[t], task_worker.get(t, 0))
+
+        def emit_keyed(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
+                       need_task_ids=True):
+            if (stream is not default or direct_task is not None
+                    or len(values) != d_nfields or type(values) is _str):
+                return generic(values, stream, THIRD, direct_task)
+            if THIRD is not None and rooted is not None:
+                return rooted(values, d, THIRD)
+            if one_field:
+                v = values[0]
+                t = type(v)
+                if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
+                    check_values(values, d_component, default, d_fields)
+            else:
+                for v in values:
+                    t = type(v)
+                    if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
+                        check_values(values, d_component, default, d_fields)
+                        break
+            try:
+                tasks, app, box, w = cache[values[d_kidx]]
+            except KeyError:
+                if len(cache) >= 65536:
+                    cache.clear()
+                tasks, app, box, w = cache[values[d_kidx]] = route_key(values)
+            except TypeError:  # an unhashable key: route it without caching
+                tasks, app, box, w = route_key(values)
+            d.count += 1
+            if count_spout_emit is not None:
+                count_spout_emit.emitted_this_call += 1
+            if app is not None:
+                tup = new_tuple(Tuple)
+                tup.values = values
+                tup.meta = d_meta
+                tup.source_task = me
+                tup.roots = None
+                app(tup)
+            else:
+                box.append(values)
+                if len(box) >= batch_size:
+                    flush(w)
+            return tasks
+
+        return emit_keyed
+
+    # Round robin (shuffle, local_or_shuffle, global): cycle over prepared entries.
+    period = []
+    first = d_next()
+    x = first
+    while True:
+        period.append(x)
+        x = d_next()
+        if x is first or len(period) > 4096:
+            break
+    if x is first and all(len(p) == 1 for p in period):
+        def entry(tasks):
+            t = tasks[0]
+            app = local_get(t)
+            return (tasks, app, None if app is not None else d_remote[t], task_worker.get(t, 0))
+
+        next_entry = itertools_cycle([entry(p) for p in period]).__next__
+        one_field = d_nfields == 1
+
+        def emit_cycled(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
+                        need_task_ids=True):
+            if (stream is not default or direct_task is not None
+                    or len(values) != d_nfields or type(values) is _str):
+                return generic(values, stream, THIRD, direct_task)
+            if THIRD is not None and rooted is not None:
+                return rooted(values, d, THIRD)
+            if one_field:
+                v = values[0]
+                t = type(v)
+                if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
+                    check_values(values, d_component, default, d_fields)
+            else:
+                for v in values:
+                    t = type(v)
+                    if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
+                        check_values(values, d_component, default, d_fields)
+                        break
+            tasks, app, box, w = next_entry()
+            d.count += 1
+            if count_spout_emit is not None:
+                count_spout_emit.emitted_this_call += 1
+            if app is not None:
+                tup = new_tuple(Tuple)
+                tup.values = values
+                tup.meta = d_meta
+                tup.source_task = me
+                tup.roots = None
+                app(tup)
+            else:
+                box.append(values)
+                if len(box) >= batch_size:
+                    flush(w)
+            return tasks
+
+        return emit_cycled
+
     def emit_default(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
                      need_task_ids=True):
         if (stream is not default or direct_task is not None
@@ -745,7 +856,7 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
         if d_mode == 1:
             try:
                 tasks = d_table[values[d_kidx]]
-            except TypeError:
+            except (KeyError, TypeError):
                 tasks = d_choose(values)
         else:
             tasks = d_next()
@@ -811,6 +922,7 @@ def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool 
         ex if spout else None,
         object.__new__,  # skips Tuple.__init__: about 130 ns less per tuple
         Tuple, check_values, DEFAULT_STREAM, ex.routes.get(DEFAULT_STREAM), str,
+        itertools.cycle,
     )
 
 
@@ -824,7 +936,7 @@ def _choose(route: Route, values: Sequence[Any]) -> Sequence[int]:
     if mode == 1:
         try:
             return route.table[values[route.key_index]]
-        except TypeError:
+        except (KeyError, TypeError):
             return route.choose(values)
     if mode == 2:
         return route.next()
@@ -925,7 +1037,7 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
         if mode == 1:
             try:
                 tasks = route.table[values[route.key_index]]
-            except TypeError:
+            except (KeyError, TypeError):
                 tasks = route.choose(values)
         elif mode == 2:
             tasks = route.next()
@@ -1062,6 +1174,7 @@ class Worker:
         self.stopping = False
         # Backpressure: our own state, and the peers that asked every spout to pause.
         self.pressure = False
+        self.pressure_changes = 0
         self.throttled_by: set[int] = set()
         # Longest a bolt runs in one loop pass before the loop gets its turn.
         self.slice_secs = 0.02

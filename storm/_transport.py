@@ -55,8 +55,13 @@ class ZmqTransport:
         self.poller_ctl.register(self.control, zmq.POLLIN)
 
     def send(self, worker: int, data: bytes) -> bool:
+        sock = self.peers[worker]
+        # Ask first: at the high-water mark a NOBLOCK send raises zmq.Again, and
+        # building that exception on every retry costs more than the question.
+        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+            return False
         try:
-            self.peers[worker].send(data, zmq.NOBLOCK, copy=len(data) < 65536)
+            sock.send(data, zmq.NOBLOCK, copy=len(data) < 65536)
             return True
         except zmq.Again:
             return False

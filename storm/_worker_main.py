@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     transport.report(["metrics", args.index, os.getpid(), worker.metrics(), worker.new_errors, {"final": True}])
     transport.report(["bye", args.index, os.getpid()])
     transport.close()
-    log.info("worker %d stopped", args.index)
+    log.info("worker %d stopped (backpressure turned on or off %d times)", args.index,
+             worker.pressure_changes)
     return 0
 
 
@@ -195,6 +196,7 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_ti
             # worker between a fast spout and a slow bolt must not buffer
             # without bound.
             worker.pressure = pressure
+            worker.pressure_changes += 1
             transport.broadcast(["throttle", worker.index, pressure])
         now = time.monotonic()
         if did == 0 or now - last_flush >= linger:
