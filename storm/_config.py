@@ -24,6 +24,9 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "topology.max.spout.pending": (int,),
     "topology.name": (str,),
     "storm.local.dir": (str,),
+    "storm.local.hostname": (str,),
+    "storm.log.dir": (str,),
+    "storm.cluster.state.sqlite": (str,),
 }
 
 _defaults_cache: dict[str, Any] | None = None

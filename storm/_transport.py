@@ -58,7 +58,7 @@ class ZmqTransport:
         sock = self.peers[worker]
         # Ask first: at the high-water mark a NOBLOCK send raises zmq.Again, and
         # building that exception on every retry costs more than the question.
-        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+        if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLOUT:
             return False
         try:
             sock.send(data, zmq.NOBLOCK, copy=len(data) < 65536)

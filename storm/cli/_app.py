@@ -105,3 +105,8 @@ def version() -> None:
 def main() -> None:
     """Entry point of the `storm` console script."""
     app()
+
+
+# The cluster commands (nimbus, supervisor, submit, list, kill, ...) register
+# themselves on `app`; imported last because they import `app` and `fail` from here.
+from . import _cluster  # noqa: E402, F401

@@ -88,7 +88,7 @@ def test_unknown_reserved_key_suggests_the_closest(key: str, suggestion: str) ->
     assert f"did you mean '{suggestion}'?" in message
 
 
-@pytest.mark.parametrize("key", ["nimbus.zzz", "supervisor.qqq", "worker.xyzzy", "topology.qqqqqqqqqq"])
+@pytest.mark.parametrize("key", ["nimbus.zzzzzzzzzzzz", "supervisor.qqqqqqqqqqqq", "worker.xyzzy", "topology.qqqqqqqqqq"])
 def test_unknown_reserved_key_without_a_close_match(key: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"'{key}'") + ".*conf/defaults.yaml"):
         config.validate({key: 1})

@@ -1,0 +1,241 @@
+"""Topology code on its way to a cluster: the CLI packs the target's file and the
+modules it imports from beside it into a deterministic tar.gz with a sha256;
+nimbus and the supervisors unpack it into a directory named by that hash; the
+spec is rebuilt from the unpacked copy, with the parallelism a rebalance set.
+
+It never runs user code itself except through `build_spec` (in the caller's
+process: the CLI, the nimbus validation subprocess, a worker)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import modulefinder
+import os
+import shutil
+import sys
+import sysconfig
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .. import _topology
+from .._errors import StormError, TargetError
+from .._target import build_target, fingerprint, load_target
+from .._topology import SYSTEM_PREFIX, TopologySpec
+
+# Archives above this are refused: code, not data, belongs in a topology archive.
+MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CodePackage:
+    """A packed topology: `target` names it relative to the unpacked archive."""
+
+    archive: bytes
+    sha256: str
+    target: str
+    files: tuple[str, ...]
+
+
+def with_parallelism(spec: TopologySpec, parallelism: Mapping[str, int]) -> TopologySpec:
+    """`spec` with some components' parallelism changed (a rebalance's -e);
+    task ids are renumbered exactly as a fresh build would number them."""
+    if not parallelism:
+        return spec
+    for name, par in parallelism.items():
+        comp = spec.components.get(name)
+        if comp is None or comp.system:
+            known = ", ".join(c for c in spec.components if not spec.components[c].system)
+            raise StormError(f"topology '{spec.name}' has no component '{name}'; its components: {known}")
+        if not isinstance(par, int) or isinstance(par, bool) or par < 1:
+            raise StormError(f"component '{name}': parallelism must be an integer >= 1, got {par!r}")
+    defs = {
+        c.name: replace(
+            c,
+            par=int(parallelism.get(c.name, c.par)),
+            outputs={k: v for k, v in c.outputs.items() if not k.startswith(SYSTEM_PREFIX)},
+            inputs=[i for i in c.inputs if not i.source.startswith(SYSTEM_PREFIX)],
+            tasks=[],
+        )
+        for c in spec.components.values()
+        if not c.system
+    }
+    conf = dict(spec.config)
+    conf["topology.acker.executors"] = spec.requested_ackers
+    return _topology._resolve(spec.name, defs, conf, spec.requested_ackers)
+
+
+def build_spec(target: str, overrides: Mapping[str, Any], parallelism: Mapping[str, int] | None = None) -> TopologySpec:
+    """Load `target` and build its spec the way a cluster worker does."""
+    return with_parallelism(build_target(load_target(target), dict(overrides)), parallelism or {})
+
+
+def describe_spec(spec: TopologySpec) -> dict[str, Any]:
+    """What nimbus keeps of a validated spec (plain data, msgpack-able)."""
+    return {
+        "name": spec.name,
+        "fingerprint": fingerprint(spec),
+        "workers": int(spec.config["topology.workers"]),
+        "tasks": spec.num_tasks,
+        "message_timeout": float(spec.config.get("topology.message.timeout.secs") or 30),
+        "components": {
+            c.name: {"par": c.par, "tasks": list(c.tasks), "spout": c.is_spout, "system": c.system}
+            for c in spec.components.values()
+        },
+    }
+
+
+# -- packing -----------------------------------------------------------------------
+def _excluded_roots() -> list[Path]:
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        p = sysconfig.get_paths().get(key)
+        if p:
+            roots.add(Path(p))
+    return [r.resolve() for r in roots]
+
+
+def _under(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _static_imports(entry: Path, root: Path) -> set[Path]:
+    """Files under `root` that `entry` imports, directly or not, found by
+    reading the bytecode (modulefinder), whatever this process imported before."""
+    finder = modulefinder.ModuleFinder(path=[str(root)])
+    try:
+        finder.run_script(str(entry))
+    except Exception:
+        return set()  # a file that does not compile fails later, with a clear error
+    files = (getattr(m, "__file__", None) for m in finder.modules.values())
+    return {Path(f).resolve() for f in files if f}
+
+
+def _module_files(root: Path, before: set[str], found: set[Path]) -> set[Path]:
+    """Files of the modules in `found` and of those imported since `before` that
+    live under `root` (the target's own code), leaving out the storm package and
+    installed packages."""
+    storm_dir = Path(__file__).resolve().parents[1]
+    excluded = _excluded_roots()
+    out: set[Path] = set()
+    candidates = set(found)
+    for name, module in list(sys.modules.items()):
+        if name in before or name == "storm" or name.startswith("storm."):
+            continue
+        file = getattr(module, "__file__", None)
+        if file:
+            candidates.add(Path(file).resolve())
+    for path in candidates:
+        if path.suffix != ".py" or not _under(path, root) or _under(path, storm_dir):
+            continue
+        if any(_under(path, r) and not _under(root, r) for r in excluded):
+            continue
+        out.add(path)
+        # A package's __init__ files up to the root come along with its modules.
+        parent = path.parent
+        while parent != root and _under(parent, root):
+            init = parent / "__init__.py"
+            if init.exists():
+                out.add(init)
+            parent = parent.parent
+    return out
+
+
+def _origin(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.has_location:
+        raise TargetError(f"cannot find module '{module}' to package it; name a .py file instead")
+    return Path(spec.origin).resolve()
+
+
+def _root_of(target: str) -> tuple[Path, str, str]:
+    """(directory the archive is rooted at, entry module file or dotted name, attr)."""
+    path_part, _, attr = target.partition(":")
+    if path_part.endswith(".py") or "/" in path_part:
+        file = Path(path_part).resolve()
+        return file.parent, file.name, attr
+    origin = _origin(path_part)
+    depth = path_part.count(".") + (1 if origin.name == "__init__.py" else 0)
+    root = origin.parent
+    for _ in range(depth):
+        root = root.parent
+    return root, path_part, attr
+
+
+def package_target(target: str, overrides: Mapping[str, Any] | None = None) -> tuple[CodePackage, TopologySpec]:
+    """Build `target` here (so a bad topology fails before anything is sent)
+    and pack its code: the file plus every module it imported from its own
+    directory tree. A `module:Name` target in an installed package packs
+    nothing: the cluster's hosts must have that package installed too."""
+    before = set(sys.modules)
+    spec = build_target(load_target(target), dict(overrides or {}))
+    root, entry, attr = _root_of(target)
+    entry_file = root / entry if entry.endswith(".py") else _origin(entry)
+    if any(_under(root, r) for r in _excluded_roots()):
+        files: set[Path] = set()  # an installed package: the cluster has it too
+    else:
+        files = _module_files(root, before, _static_imports(entry_file, root))
+    if entry.endswith(".py"):
+        files.add(root / entry)
+        rel_target = entry + (f":{attr}" if attr else "")
+    else:
+        rel_target = target
+    buf = io.BytesIO()
+    # Deterministic bytes: sorted names, fixed mtime and owner, no gzip timestamp.
+    names = sorted(str(f.relative_to(root)) for f in files)
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for name in names:
+            data = (root / name).read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    archive = buf.getvalue()
+    if len(archive) > MAX_ARCHIVE_BYTES:
+        raise StormError(f"the code of '{target}' packs to {len(archive)} bytes, above {MAX_ARCHIVE_BYTES}")
+    pkg = CodePackage(archive, hashlib.sha256(archive).hexdigest(), rel_target, tuple(names))
+    return pkg, spec
+
+
+def unpack(archive: bytes, sha256: str, dest: Path) -> Path:
+    """Unpack into `dest` (created atomically; kept if already there)."""
+    if hashlib.sha256(archive).hexdigest() != sha256:
+        raise StormError("the topology code archive does not match its sha256; submit it again")
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or member.name.startswith("/") or ".." in Path(member.name).parts:
+                    raise StormError(f"the topology code archive has an unsafe entry {member.name!r}")
+            tar.extractall(tmp, filter="data")
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def resolve_target(code_dir: Path, target: str) -> str:
+    """The target as a worker names it, given where the archive was unpacked."""
+    path_part, sep, attr = target.partition(":")
+    if path_part.endswith(".py") or "/" in path_part:
+        return str(code_dir / path_part) + (sep + attr if sep else "")
+    return target

@@ -1,0 +1,520 @@
+"""Nimbus, the master daemon: accepts topologies (code archive, validated in a
+subprocess), keeps them in the cluster state store, schedules their workers onto
+supervisor slots, and answers the CLI (list, kill, activate, deactivate,
+rebalance, info). Everything it knows is in the store, so a restarted nimbus
+picks up where it stopped; workers never talk to it, so they run on untouched.
+
+It never starts or stops a process: it writes assignments, and each supervisor
+makes its host match them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import zmq
+
+from .. import __version__
+from .._errors import StormError
+from ._client import pack, unpack
+from ._code import unpack as unpack_code
+from ._scheduler import Slot, SupervisorSlots, schedule
+from ._state import ClusterState, local_dir, open_state, paths
+
+log = logging.getLogger("storm.nimbus")
+
+ACTIVE, INACTIVE, KILLED, REBALANCING = "ACTIVE", "INACTIVE", "KILLED", "REBALANCING"
+INSPECT_TIMEOUT = 120.0
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  # as storm._topology checks names
+
+
+class RequestError(StormError):
+    """A request nimbus refuses; the message goes back to the CLI as is."""
+
+
+def component_stats(components: Mapping[str, Any], metrics: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-component sums of the per-task figures workers report."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, comp in components.items():
+        s: dict[str, Any] = {"kind": "spout" if comp["spout"] else "bolt", "tasks": len(comp["tasks"]),
+                             "emitted": 0, "executed": 0, "acked": 0, "failed": 0, "errors": 0,
+                             "queue": 0, "pending": 0, "reporting": 0}
+        lat: list[float] = []
+        for t in comp["tasks"]:
+            m = metrics.get(int(t))
+            if not m:
+                continue
+            s["reporting"] += 1
+            s["emitted"] += sum(n for st, n in (m.get("emitted") or {}).items() if not str(st).startswith("__"))
+            for key in ("executed", "acked", "failed", "errors", "queue"):
+                s[key] += int(m.get(key) or 0)
+            s["pending"] += int(m.get("pending") or 0)
+            if m.get("complete_ms") is not None:
+                lat.append(float(m["complete_ms"]))
+        s["complete_ms"] = sum(lat) / len(lat) if lat else None
+        out[name] = s
+    return out
+
+
+class Nimbus:
+    def __init__(self, conf: Mapping[str, Any], state: ClusterState | None = None) -> None:
+        self.conf = dict(conf)
+        self.state = state or open_state(self.conf)
+        self.dir = local_dir(self.conf) / "nimbus"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host = str(self.conf["nimbus.host"])
+        self.port = int(self.conf["nimbus.port"])
+        self.monitor_every = float(self.conf["nimbus.monitor.freq.secs"])
+        self.sup_timeout = float(self.conf["nimbus.supervisor.timeout.secs"])
+        # supervisor id -> (last heartbeat counter seen, monotonic time it changed):
+        # liveness by nimbus's own clock, so clocks of other hosts do not matter.
+        self.sup_seen: dict[str, tuple[Any, float]] = {}
+        self.started = time.monotonic()
+        self.stop_requested = False
+        self._sock: zmq.Socket[bytes] | None = None
+
+    # -- serving ------------------------------------------------------------------
+    def bind(self) -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(f"tcp://{self.host}:{self.port}")
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise StormError(
+                f"nimbus cannot listen on {self.host}:{self.port} ({exc}); is another nimbus "
+                "running? set nimbus.host / nimbus.port"
+            ) from exc
+        self._sock = sock
+
+    def serve(self) -> None:
+        """Answer requests and watch the cluster until SIGTERM/SIGINT."""
+        if self._sock is None:
+            self.bind()
+        assert self._sock is not None
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self.stop_requested = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+        self.state.put_obj(paths.NIMBUS, {"host": self.host, "port": self.port, "pid": os.getpid(),
+                                          "hostname": socket.gethostname(), "started": time.time(),
+                                          "version": __version__})
+        log.info("nimbus listening on %s:%d, state in %s", self.host, self.port, self.state.describe())
+        next_monitor = 0.0
+        try:
+            while not self.stop_requested:
+                if self._sock.poll(100):
+                    self._answer_all()
+                now = time.monotonic()
+                if now >= next_monitor:
+                    try:
+                        self.monitor()
+                    except StormError as exc:
+                        log.error("monitor: %s", exc)
+                    except Exception:
+                        # A daemon outlives a bad pass (a locked or full disk, a torn record).
+                        log.exception("monitor pass failed")
+                    next_monitor = time.monotonic() + self.monitor_every
+        finally:
+            self._sock.close(0)
+            self.state.close()
+            log.info("nimbus stopped")
+
+    def _answer_all(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 3:
+                continue
+            ident, payload = frames[0], frames[-1]
+            reply = self.handle_raw(payload)
+            self._sock.send_multipart([ident, b"", pack(reply)])
+
+    def handle_raw(self, payload: bytes) -> dict[str, Any]:
+        try:
+            msg = unpack(payload)
+            if not isinstance(msg, dict):
+                raise RequestError("a request must be a map with an 'op'")
+            return self.handle(msg)
+        except StormError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            log.exception("request failed")
+            return {"ok": False, "error": f"nimbus failed on this request: {type(exc).__name__}: {exc}"}
+
+    def handle(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        op = msg.get("op")
+        handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+        if handler is None:
+            raise RequestError(f"nimbus does not know the request {op!r}")
+        result: dict[str, Any] = handler(msg)
+        result["ok"] = True
+        return result
+
+    # -- helpers ------------------------------------------------------------------
+    def _topology(self, name: Any) -> dict[str, Any]:
+        if not isinstance(name, str) or not name:
+            raise RequestError("name a topology")
+        topo = self.state.get_obj(paths.topology(name)) if _NAME_RE.match(name) else None
+        if not isinstance(topo, dict):
+            known = ", ".join(self.state.children(paths.TOPOLOGIES)) or "none"
+            raise RequestError(f"no topology named '{name}' is running (running: {known})")
+        return topo
+
+    def _code_dir(self, sha: str) -> Path:
+        dest = self.dir / "code" / sha
+        if dest.is_dir():
+            return dest
+        blob = self.state.get_blob(paths.code(sha))
+        if blob is None:
+            raise RequestError(f"the code {sha[:12]} is missing from the cluster state")
+        return unpack_code(blob, sha, dest)
+
+    def inspect(self, code_dir: Path, target: str, overrides: Mapping[str, Any],
+                parallelism: Mapping[str, int]) -> dict[str, Any]:
+        """Build the topology in a subprocess; its description or RequestError."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *(p for p in sys.path if p)])
+        req = {"code_dir": str(code_dir), "target": target, "overrides": dict(overrides),
+               "parallelism": dict(parallelism)}
+        try:
+            proc = subprocess.run([sys.executable, "-m", "storm.daemon._inspect"], input=json.dumps(req),
+                                  capture_output=True, text=True, timeout=INSPECT_TIMEOUT, cwd=str(code_dir),
+                                  env=env)
+        except subprocess.TimeoutExpired as exc:
+            raise RequestError(f"building the topology took longer than {INSPECT_TIMEOUT:g}s") from exc
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RequestError(f"building the topology failed (exit {proc.returncode}): {' / '.join(tail)}")
+        out: dict[str, Any] = json.loads(lines[-1])
+        if not out.get("ok"):
+            raise RequestError(f"invalid topology: {out.get('error')}")
+        return out
+
+    def supervisors(self) -> dict[str, dict[str, Any]]:
+        """Every registered supervisor, with `alive` by nimbus's own clock."""
+        now = time.monotonic()
+        out = {}
+        records = self.state.children_objs(paths.SUPERVISORS)
+        for sid, rec in records.items():
+            if not isinstance(rec, dict):
+                continue
+            marker = rec.get("beat")
+            seen = self.sup_seen.get(sid)
+            if seen is None or seen[0] != marker:
+                self.sup_seen[sid] = (marker, now)
+                seen = self.sup_seen[sid]
+            rec = dict(rec)
+            rec["alive"] = not rec.get("stopped") and now - seen[1] < self.sup_timeout
+            out[sid] = rec
+        for sid in list(self.sup_seen):
+            if sid not in records:
+                del self.sup_seen[sid]
+        return out
+
+    def _assignments(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.state.children_objs(paths.ASSIGNMENTS).items() if isinstance(v, dict)}
+
+    def _schedule(self, topo: dict[str, Any], old: dict[str, Any] | None,
+                  sups: dict[str, dict[str, Any]], assignments: dict[str, dict[str, Any]]) -> bool:
+        """Write a new assignment for `topo`; False when slots are short."""
+        live = [SupervisorSlots(sid, str(s["host"]), tuple(int(p) for p in s.get("ports") or ()))
+                for sid, s in sups.items() if s["alive"]]
+        used: set[Slot] = set()
+        for name, a in assignments.items():
+            if name == topo["name"]:
+                continue
+            for w in a.get("workers") or []:
+                used.add((w["supervisor"], int(w["port"])))
+        keep = {}
+        if old:
+            keep = {int(w["index"]): (w["supervisor"], int(w["port"])) for w in old.get("workers") or []}
+        slots = schedule(int(topo["workers"]), live, used, keep)
+        if slots is None:
+            free = sum(len(s.ports) for s in live) - len({u for u in used if u[0] in {s.id for s in live}})
+            note = f"waiting for free slots: needs {topo['workers']} worker(s), {max(free, 0)} slot(s) free"
+            if topo.get("note") != note:
+                topo["note"] = note
+                self.state.put_obj(paths.topology(topo["name"]), topo)
+                log.warning("topology %s: %s", topo["name"], note)
+            return False
+        topo["version"] = int(topo.get("version") or 0) + 1
+        topo["note"] = ""
+        hosts = {sid: sups[sid]["host"] for sid, _ in slots}
+        workers = [{"index": i, "supervisor": sid, "host": hosts[sid], "port": port}
+                   for i, (sid, port) in enumerate(slots)]
+        assignment = {
+            "topology": topo["name"], "id": topo["id"], "version": topo["version"], "sha": topo["sha"],
+            "target": topo["target"], "overrides": topo["overrides"], "parallelism": topo["parallelism"],
+            "fingerprint": topo["fingerprint"], "active": topo["status"] == ACTIVE,
+            "workers": workers, "endpoints": [f"tcp://{w['host']}:{w['port']}" for w in workers],
+            "time": time.time(),
+        }
+        self.state.put_obj(paths.topology(topo["name"]), topo)
+        self.state.put_obj(paths.assignment(topo["name"]), assignment)
+        assignments[topo["name"]] = assignment
+        log.info("topology %s: assignment v%d: %s", topo["name"], topo["version"],
+                 ", ".join(f"w{w['index']}@{w['host']}:{w['port']}" for w in workers))
+        return True
+
+    def _set_active(self, name: str, active: bool) -> None:
+        a = self.state.get_obj(paths.assignment(name))
+        if isinstance(a, dict) and a.get("active") != active:
+            a["active"] = active
+            self.state.put_obj(paths.assignment(name), a)
+
+    def _remove(self, name: str, topo: Mapping[str, Any]) -> None:
+        self.state.delete(paths.assignment(name))
+        self.state.delete(paths.topology(name))
+        self.state.delete(paths.beats(name))
+        sha = topo.get("sha")
+        if sha:
+            still = [t for t in self.state.children_objs(paths.TOPOLOGIES).values()
+                     if isinstance(t, dict) and t.get("sha") == sha]
+            if not still:
+                self.state.delete(paths.code(str(sha)))
+        log.info("topology %s removed", name)
+
+    # -- the periodic pass -----------------------------------------------------------
+    def monitor(self) -> None:
+        now = time.time()
+        sups = self.supervisors()
+        assignments = self._assignments()
+        topologies = {k: v for k, v in self.state.children_objs(paths.TOPOLOGIES).items() if isinstance(v, dict)}
+        for name, topo in topologies.items():
+            status = topo.get("status")
+            if status == KILLED:
+                if now >= float(topo.get("kill_at") or 0):
+                    self._remove(name, topo)
+                    assignments.pop(name, None)
+                continue
+            if status == REBALANCING:
+                self._rebalance_step(topo, assignments, sups, now)
+                continue
+            a = assignments.get(name)
+            if a is None or not a.get("workers"):
+                self._schedule(topo, None, sups, assignments)
+                continue
+            lost = [w for w in a["workers"] if not sups.get(w["supervisor"], {}).get("alive")]
+            if lost and time.monotonic() - self.started > self.sup_timeout:
+                log.warning("topology %s: supervisor(s) %s lost; rescheduling", name,
+                            ", ".join(sorted({w["supervisor"] for w in lost})))
+                self._schedule(topo, a, sups, assignments)
+        # Leftovers of topologies gone while a supervisor was still writing.
+        for name in self.state.children(paths.ASSIGNMENTS):
+            if name not in topologies:
+                self.state.delete(paths.assignment(name))
+        for name in self.state.children(paths.BEATS):
+            if name not in topologies:
+                self.state.delete(paths.beats(name))
+        rec = self.state.get_obj(paths.NIMBUS)
+        if isinstance(rec, dict):
+            rec["beat"] = now
+            self.state.put_obj(paths.NIMBUS, rec)
+
+    def _rebalance_step(self, topo: dict[str, Any], assignments: dict[str, dict[str, Any]],
+                        sups: dict[str, dict[str, Any]], now: float) -> None:
+        name = topo["name"]
+        rb = topo["rebalance"]
+        if rb["phase"] == "wait":
+            if now < rb["at"]:
+                return
+            # Stop every old worker before any new one starts: task ids and ports change.
+            a = assignments.get(name)
+            if a is not None:
+                a = dict(a, workers=[], endpoints=[], active=False, time=now)
+                self.state.put_obj(paths.assignment(name), a)
+                assignments[name] = a
+            rb["phase"] = "stopping"
+            rb["since"] = now
+            self.state.put_obj(paths.topology(name), topo)
+            return
+        if rb["phase"] == "stopping":
+            beats = self.state.children(paths.beats(name))
+            limit = float(self.conf["storm.worker.shutdown.timeout.secs"]) + 2 * float(
+                self.conf["supervisor.monitor.frequency.secs"]) + 5
+            if beats and now - float(rb["since"]) < limit:
+                return
+            topo.update({k: rb[k] for k in ("overrides", "parallelism", "fingerprint", "workers",
+                                             "components", "tasks")})
+            topo["status"] = ACTIVE if rb.get("was_active") else INACTIVE
+            del topo["rebalance"]
+            log.info("topology %s: rebalanced to %d worker(s)", name, topo["workers"])
+            self.state.put_obj(paths.topology(name), topo)
+            self._schedule(topo, None, sups, assignments)
+
+    # -- requests -------------------------------------------------------------------
+    def op_ping(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        return {"version": __version__, "state": self.state.describe(), "pid": os.getpid()}
+
+    def op_submit(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        name, sha, archive, target = msg.get("name"), msg.get("sha256"), msg.get("archive"), msg.get("target")
+        overrides = dict(msg.get("overrides") or {})
+        if not isinstance(name, str) or not isinstance(sha, str) or not isinstance(archive, bytes) \
+                or not isinstance(target, str):
+            raise RequestError("submit needs name, target, archive and sha256")
+        if not _NAME_RE.match(name):
+            raise RequestError(f"topology name {name!r} is invalid: use letters, digits, '_', '-' or '.'")
+        existing = self.state.get_obj(paths.topology(name))
+        if isinstance(existing, dict):
+            raise RequestError(
+                f"a topology named '{name}' is already running ({existing.get('status')}); kill it "
+                "first or submit under another --name"
+            )
+        code_dir = unpack_code(archive, sha, self.dir / "code" / sha)
+        info = self.inspect(code_dir, target, overrides, {})
+        if info["name"] != name:
+            raise RequestError(f"the code builds a topology named '{info['name']}', not '{name}'")
+        self.state.put_blob(paths.code(sha), archive)
+        topo = {
+            "name": name, "id": f"{name}-{time.time_ns():x}", "sha": sha, "target": target,
+            "overrides": overrides, "parallelism": {}, "fingerprint": info["fingerprint"],
+            "workers": info["workers"], "tasks": info["tasks"], "components": info["components"],
+            "message_timeout": info["message_timeout"], "status": ACTIVE, "submitted": time.time(),
+            "version": 0, "note": "",
+        }
+        self.state.put_obj(paths.topology(name), topo)
+        scheduled = self._schedule(topo, None, self.supervisors(), self._assignments())
+        log.info("topology %s submitted (%s, %d worker(s))", name, sha[:12], topo["workers"])
+        return {"name": name, "id": topo["id"], "workers": topo["workers"], "tasks": topo["tasks"],
+                "scheduled": scheduled, "note": topo.get("note", "")}
+
+    def op_list(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        out = []
+        assignments = self._assignments()
+        for name, topo in self.state.children_objs(paths.TOPOLOGIES).items():
+            if not isinstance(topo, dict):
+                continue
+            a = assignments.get(name) or {}
+            beats = self._beats(name, topo, a)
+            running = sum(1 for b in beats.values() if b.get("status") == "running")
+            errors = [b for b in beats.values() if b.get("fatal")]
+            out.append({
+                "name": name, "id": topo["id"], "status": topo["status"], "workers": topo["workers"],
+                "assigned": len(a.get("workers") or []), "running": running, "tasks": topo["tasks"],
+                "executors": sum(len(c["tasks"]) for c in topo["components"].values()),
+                "uptime": now - float(topo["submitted"]), "note": topo.get("note") or "",
+                "error": errors[0]["fatal"] if errors else "",
+            })
+        return {"topologies": sorted(out, key=lambda t: t["name"])}
+
+    def _beats(self, name: str, topo: Mapping[str, Any], a: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+        """Heartbeats of the workers of the current assignment."""
+        out = {}
+        for key, b in self.state.children_objs(paths.beats(name)).items():
+            if isinstance(b, dict) and b.get("topology_id") == topo["id"] and b.get("version") == a.get("version"):
+                out[int(key)] = b
+        return out
+
+    def op_kill(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        topo = self._topology(msg.get("name"))
+        wait = msg.get("wait")
+        wait = float(topo.get("message_timeout") or 30) if wait is None else float(wait)
+        if wait < 0:
+            raise RequestError("the wait must be >= 0 seconds")
+        topo["status"] = KILLED
+        topo["kill_at"] = time.time() + wait
+        self.state.put_obj(paths.topology(topo["name"]), topo)
+        self._set_active(topo["name"], False)
+        log.info("topology %s killed; workers stop in %gs", topo["name"], wait)
+        return {"name": topo["name"], "wait": wait}
+
+    def _activation(self, msg: Mapping[str, Any], active: bool) -> dict[str, Any]:
+        topo = self._topology(msg.get("name"))
+        if topo["status"] in (KILLED, REBALANCING):
+            raise RequestError(f"topology '{topo['name']}' is {topo['status']}; it cannot be "
+                               f"{'activated' if active else 'deactivated'} now")
+        topo["status"] = ACTIVE if active else INACTIVE
+        self.state.put_obj(paths.topology(topo["name"]), topo)
+        self._set_active(topo["name"], active)
+        return {"name": topo["name"], "status": topo["status"]}
+
+    def op_activate(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        return self._activation(msg, True)
+
+    def op_deactivate(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        return self._activation(msg, False)
+
+    def op_rebalance(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        topo = self._topology(msg.get("name"))
+        if topo["status"] in (KILLED, REBALANCING):
+            raise RequestError(f"topology '{topo['name']}' is {topo['status']}; it cannot be rebalanced now")
+        workers = msg.get("workers")
+        parallelism = dict(topo.get("parallelism") or {})
+        for comp, par in (msg.get("parallelism") or {}).items():
+            parallelism[str(comp)] = par
+        overrides = dict(topo["overrides"])
+        if workers is not None:
+            if not isinstance(workers, int) or workers < 1:
+                raise RequestError(f"the number of workers must be an integer >= 1, got {workers!r}")
+            overrides["topology.workers"] = workers
+        info = self.inspect(self._code_dir(topo["sha"]), topo["target"], overrides, parallelism)
+        wait = msg.get("wait")
+        wait = float(topo.get("message_timeout") or 30) if wait is None else float(wait)
+        topo["rebalance"] = {
+            "phase": "wait", "at": time.time() + wait, "was_active": topo["status"] == ACTIVE,
+            "overrides": overrides, "parallelism": parallelism, "fingerprint": info["fingerprint"],
+            "workers": info["workers"], "components": info["components"], "tasks": info["tasks"],
+        }
+        topo["status"] = REBALANCING
+        self.state.put_obj(paths.topology(topo["name"]), topo)
+        self._set_active(topo["name"], False)
+        log.info("topology %s: rebalancing to %d worker(s), parallelism %s in %gs", topo["name"],
+                 info["workers"], parallelism, wait)
+        return {"name": topo["name"], "wait": wait, "workers": info["workers"],
+                "parallelism": {c: v["par"] for c, v in info["components"].items() if not v["system"]}}
+
+    def op_supervisors(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        sups = self.supervisors()
+        used: dict[str, int] = {}
+        for a in self._assignments().values():
+            for w in a.get("workers") or []:
+                used[w["supervisor"]] = used.get(w["supervisor"], 0) + 1
+        return {"supervisors": [dict(s, id=sid, used=used.get(sid, 0)) for sid, s in sorted(sups.items())]}
+
+    def op_info(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        topo = self._topology(msg.get("name"))
+        a = self.state.get_obj(paths.assignment(topo["name"])) or {}
+        beats = self._beats(topo["name"], topo, a)
+        sups = self.supervisors()
+        metrics: dict[int, dict[str, Any]] = {}
+        errors: list[dict[str, Any]] = []
+        for b in beats.values():
+            for t, snap in (b.get("metrics") or {}).items():
+                metrics[int(t)] = snap
+            errors.extend(b.get("errors") or [])
+        n = len(a.get("workers") or [])
+        task_worker = {t: (t - 1) % n for t in range(1, int(topo["tasks"]) + 1)} if n else {}
+        workers = []
+        for w in a.get("workers") or []:
+            b = beats.get(int(w["index"]), {})
+            tasks = sorted(t for t, i in task_worker.items() if i == w["index"])
+            comps = sorted({c for c, v in topo["components"].items() if set(v["tasks"]) & set(tasks)})
+            sup = sups.get(w["supervisor"], {})
+            workers.append(dict(w, tasks=tasks, components=comps, logs=sup.get("logs"),
+                                supervisor_alive=bool(sup.get("alive")), status=b.get("status", "unknown"),
+                                pid=b.get("pid"), restarts=b.get("restarts", 0), cpu=b.get("cpu"),
+                                rss=b.get("rss"), fatal=b.get("fatal", ""), uptime=b.get("uptime")))
+        errors.sort(key=lambda e: e.get("time", 0))
+        return {"topology": topo, "assignment": a, "workers": workers, "errors": errors[-20:],
+                "components": component_stats(topo["components"], metrics),
+                "error_count": sum(int(b.get("error_count") or 0) for b in beats.values())}
