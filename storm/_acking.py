@@ -172,7 +172,7 @@ def add_acker(defs: dict[str, ComponentDef], conf: dict[str, Any]) -> None:
         system=True,
     )
     direct = Grouping.direct()
-    for d in list(defs.values()):
+    for d in sorted(defs.values(), key=lambda d: d.name):
         d.outputs[ACK_ACK] = Stream(("root", "xor"), ACK_ACK, direct=True)
         d.outputs[ACK_FAIL] = Stream(("root",), ACK_FAIL, direct=True)
         acker.inputs.append(Subscription(d.name, ACK_ACK, ACKER, direct))

@@ -27,6 +27,15 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "storm.local.hostname": (str,),
     "storm.log.dir": (str,),
     "storm.cluster.state.sqlite": (str,),
+    "topology.trident.meta.path": (str,),
+    "storm.prometheus.port": (int,),
+    "topology.bolts.window.length.count": (int,),
+    "topology.bolts.window.length.duration.ms": (int, float),
+    "topology.bolts.sliding.interval.count": (int,),
+    "topology.bolts.sliding.interval.duration.ms": (int, float),
+    "topology.bolts.tuple.timestamp.field.name": (str,),
+    "topology.bolts.late.tuple.stream": (str,),
+    "topology.state.dir": (str,),
 }
 
 _defaults_cache: dict[str, Any] | None = None

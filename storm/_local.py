@@ -6,6 +6,7 @@ process it starts and kills them all on shutdown."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import shutil
@@ -15,16 +16,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import zmq
 
 from ._errors import StormError
+from ._metrics import ComponentStats, MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._serialization import pack, unpack
 from ._target import build_target, fingerprint, load_target, target_of
 from ._topology import TopologySpec
+
+log = logging.getLogger("storm.local")
 
 
 @dataclass
@@ -42,28 +47,6 @@ class WorkerInfo:
     started_at: float = 0.0
     restart_at: float = 0.0
     quick_deaths: int = 0
-
-
-@dataclass
-class ComponentStats:
-    """Figures of one component summed over its tasks."""
-
-    name: str
-    kind: str
-    tasks: int
-    emitted: int = 0
-    transferred: int = 0
-    executed: int = 0
-    acked: int = 0
-    failed: int = 0
-    errors: int = 0
-    queue: int = 0
-    pending: int = 0
-    exec_ms: float | None = None
-    complete_ms: float | None = None
-    complete_p50_ms: float | None = None
-    complete_p99_ms: float | None = None
-    streams: dict[str, int] = field(default_factory=dict)
 
 
 class LocalTopology:
@@ -88,6 +71,10 @@ class LocalTopology:
         self.fingerprint = fingerprint(spec)
         self.workers = [WorkerInfo(i, log_path=str(self.log_dir / f"worker-{i}.log")) for i in range(workers)]
         self.task_metrics: dict[int, dict[str, Any]] = {}
+        self.history = MetricsHistory()
+        # pid -> (process, last CPU %, when it was taken): CPU % is over the time
+        # since the previous reading, so readings closer than a second are reused.
+        self._procs: dict[int, tuple[psutil.Process, float | None, float]] = {}
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
         self.lock = threading.Lock()
@@ -174,7 +161,10 @@ class LocalTopology:
                             raw = report.recv(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._on_report(raw, send)
+                        try:
+                            self._on_report(raw, send)
+                        except Exception as exc:  # a malformed report must not stop the cluster
+                            log.warning("ignored a malformed report from a worker: %s", exc)
                 while True:
                     try:
                         cmd, arg = self.commands.get_nowait()
@@ -260,6 +250,7 @@ class LocalTopology:
                 for t, snap in metrics.items():
                     snap["worker"] = index
                     self.task_metrics[int(t)] = snap
+                self.history.record(metrics, time.monotonic())
                 for e in errors:
                     self.errors.append(e)
                     self.error_count += 1
@@ -331,42 +322,43 @@ class LocalTopology:
             return {t: dict(m) for t, m in self.task_metrics.items()}
 
     def component_stats(self) -> list[ComponentStats]:
-        metrics = self.metrics()
+        """Per-component figures (all time, and per window in `.windows`)."""
+        return self.stats().components
+
+    def stats(self) -> TopologyStats:
+        """Every figure of the topology: components over the windows, workers, errors."""
+        comps = {c.name: ("spout" if c.is_spout else "bolt", list(c.tasks)) for c in self.spec.components.values()}
+        workers = self.worker_stats()
+        with self.lock:
+            return aggregate(self.name, comps, self.history, time.monotonic(), workers=workers,
+                             errors=list(self.errors), error_count=self.error_count,
+                             uptime=time.time() - self.started_at)
+
+    def worker_stats(self) -> list[WorkerStats]:
+        """pid, uptime, restarts, CPU % (since the previous call) and RSS of each worker."""
         out = []
-        for c in self.spec.components.values():
-            cs = ComponentStats(c.name, "spout" if c.is_spout else "bolt", len(c.tasks))
-            lat: list[float] = []
-            clat: list[float] = []
-            p50s: list[float] = []
-            p99s: list[float] = []
-            for t in c.tasks:
-                m = metrics.get(t)
-                if not m:
-                    continue
-                for s, n in m.get("emitted", {}).items():
-                    cs.streams[s] = cs.streams.get(s, 0) + n
-                    if not s.startswith("__"):
-                        cs.emitted += n
-                cs.executed += m.get("executed", 0)
-                cs.acked += m.get("acked", 0)
-                cs.failed += m.get("failed", 0)
-                cs.errors += m.get("errors", 0)
-                cs.queue += m.get("queue", 0)
-                cs.pending += m.get("pending", 0) or 0
-                if m.get("exec_ms") is not None:
-                    lat.append(m["exec_ms"])
-                if m.get("complete_ms") is not None:
-                    clat.append(m["complete_ms"])
-                if m.get("complete_p50_ms") is not None:
-                    p50s.append(m["complete_p50_ms"])
-                if m.get("complete_p99_ms") is not None:
-                    p99s.append(m["complete_p99_ms"])
-            cs.exec_ms = sum(lat) / len(lat) if lat else None
-            cs.complete_ms = sum(clat) / len(clat) if clat else None
-            # Across tasks: the mean of medians and the worst p99 (an upper bound).
-            cs.complete_p50_ms = sum(p50s) / len(p50s) if p50s else None
-            cs.complete_p99_ms = max(p99s) if p99s else None
-            out.append(cs)
+        now = time.monotonic()
+        for w in self.workers:
+            ws = WorkerStats(w.index, pid=w.pid, host="127.0.0.1", restarts=w.restarts,
+                             backpressure=w.backpressure, ready=w.ready,
+                             uptime=now - w.started_at if w.started_at else None,
+                             status="running" if w.ready else "starting")
+            if w.pid and w.proc is not None and w.proc.poll() is None:
+                try:
+                    entry = self._procs.get(w.pid)
+                    if entry is None:
+                        proc = psutil.Process(w.pid)
+                        proc.cpu_percent(None)  # the first reading is always 0.0: start the interval
+                        entry = self._procs[w.pid] = (proc, None, now)
+                    proc, cpu, taken = entry
+                    if now - taken >= 1.0:
+                        cpu, taken = proc.cpu_percent(None), now
+                        self._procs[w.pid] = (proc, cpu, taken)
+                    ws.cpu = cpu
+                    ws.rss = proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            out.append(ws)
         return out
 
     def recent_errors(self) -> list[dict[str, Any]]:

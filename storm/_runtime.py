@@ -66,7 +66,7 @@ class TaskStats:
 
     __slots__ = ("emitted", "transferred", "executed", "acked", "failed", "errors",
                  "exec_ns", "exec_samples", "complete_ns", "complete_samples", "process_ns",
-                 "recent_complete_ns")
+                 "recent_complete_ns", "busy_s")
 
     def __init__(self) -> None:
         self.emitted: dict[str, int] = {}
@@ -80,6 +80,9 @@ class TaskStats:
         self.complete_ns = 0
         self.complete_samples = 0
         self.process_ns = 0
+        # Seconds spent in execute (whole chunks, measured with the readings the
+        # bolt's run loop takes anyway): the numerator of capacity.
+        self.busy_s = 0.0
         # The last 2,048 to 4,096 complete latencies, for percentiles.
         self.recent_complete_ns: list[int] = []
 
@@ -98,6 +101,12 @@ class TaskStats:
             "errors": self.errors,
             "exec_ms": (self.exec_ns / self.exec_samples / 1e6) if self.exec_samples else None,
             "complete_ms": (self.complete_ns / self.complete_samples / 1e6) if self.complete_samples else None,
+            # Raw sums, so a receiver can take latencies and capacity over a window.
+            "exec_ns": self.exec_ns,
+            "exec_samples": self.exec_samples,
+            "complete_ns": self.complete_ns,
+            "complete_samples": self.complete_samples,
+            "busy_s": self.busy_s,
         }
 
 
@@ -415,14 +424,17 @@ class BoltExecutor(Executor):
         stats = self.stats
         sample = (stats.executed // self._sample_every) != ((stats.executed + n) // self._sample_every)
         t0 = time.perf_counter_ns() if sample else 0
-        deadline = time.perf_counter() + self.worker.slice_secs
+        start = now = time.perf_counter()
+        deadline = start + self.worker.slice_secs
         done = 0
         while done < n:
             chunk = n - done if n - done < 64 else 64
             self._run_chunk(chunk)
             done += chunk
-            if time.perf_counter() > deadline:
+            now = time.perf_counter()
+            if now > deadline:
                 break
+        stats.busy_s += now - start
         stats.executed += done
         if sample and done:
             stats.exec_ns += (time.perf_counter_ns() - t0) // done
@@ -667,7 +679,61 @@ class SpoutExecutor(Executor):
 
 # The fast emit closures, as source compiled twice: once with `anchors` as the
 # third parameter (bolts) and once with `msg_id` (spouts), so keyword calls work
-# for both without an extra call layer on the hot path.
+# for both without an extra call layer on the hot path. Repeated pieces are
+# written once below and pasted in (CHECK_VALUES, DELIVER_ONE, EMIT_GUARD):
+# inlining them, not calling them, is the point.
+_EMIT_GUARD = """\
+if (stream is not default or direct_task is not None
+        or len(values) != d_nfields or type(values) is _str):
+    return generic(values, stream, THIRD, direct_task)
+if THIRD is not None and rooted is not None:
+    return rooted(values, d, THIRD)
+"""
+
+# msgpack encodes ints in [-2**63, 2**64); a str is the common case, tested first.
+_CHECK_VALUES = """\
+for v in values:
+    t = type(v)
+    if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
+        check_values(values, COMPONENT, STREAM, FIELDS)
+        break
+"""
+
+# The default stream's check: most streams have one field, so no loop for them.
+_CHECK_DEFAULT = """\
+if one_field:
+    v = values[0]
+    t = type(v)
+    if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
+        check_values(values, d_component, default, d_fields)
+else:
+    for v in values:
+        t = type(v)
+        if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
+            check_values(values, d_component, default, d_fields)
+            break
+"""
+
+# One target task, found with everything its delivery needs: (tasks, local
+# inbox append or None, remote group values list, worker index).
+_DELIVER_ONE = """\
+d.count += 1
+if count_spout_emit is not None:
+    count_spout_emit.emitted_this_call += 1
+if app is not None:
+    tup = new_tuple(Tuple)
+    tup.values = values
+    tup.meta = d_meta
+    tup.source_task = me
+    tup.roots = None
+    app(tup)
+else:
+    box.append(values)
+    if len(box) >= batch_size:
+        flush(w)
+return tasks
+"""
+
 _FAST_EMIT_TEMPLATE = """
 def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
             fast_types, rooted, count_spout_emit, new_tuple, Tuple, check_values,
@@ -679,11 +745,7 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
             return general(values, stream, THIRD, direct_task)
         if THIRD is not None and rooted is not None:
             return rooted(values, route, THIRD)
-        for v in values:
-            t = type(v)
-            if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
-                check_values(values, route.meta.component, route.stream, route.meta.fields)
-                break
+@CHECK_VALUES(8, route.meta.component, route.stream, route.meta.fields)
         mode = route.mode
         if mode == 1:
             try:
@@ -716,7 +778,7 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
 
     if d is None or d.slow or d.mode not in (1, 2):
         return emit
-    # Most emits go to the default stream: its path reads closure cells, not attributes.
+    # Most emits go to the default stream: its paths read closure cells, not attributes.
     generic = emit
     d_nfields = d.nfields
     d_mode = d.mode
@@ -729,60 +791,31 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
     d_component = d.meta.component
     d_fields = d.meta.fields
     default = DEFAULT_STREAM
+    one_field = d_nfields == 1
+
+    def entry(tasks):
+        t = tasks[0]
+        app = local_get(t)
+        return (tasks, app, None if app is not None else d_remote[t], task_worker.get(t, 0))
 
     if d_mode == 1:
-        # Fields grouping on one field, one subscriber: cache per key everything
-        # the delivery needs (tasks, local append or remote box, worker).
+        # Fields grouping on one field, one subscriber: everything the delivery
+        # needs, cached per key.
         cache = {}
-        one_field = d_nfields == 1
-
-        def route_key(values):
-            tasks = d_choose(values)
-            t = tasks[0]
-            app = local_get(t)
-            return (tasks, app, None if app is not None else d_remote[t], task_worker.get(t, 0))
 
         def emit_keyed(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
                        need_task_ids=True):
-            if (stream is not default or direct_task is not None
-                    or len(values) != d_nfields or type(values) is _str):
-                return generic(values, stream, THIRD, direct_task)
-            if THIRD is not None and rooted is not None:
-                return rooted(values, d, THIRD)
-            if one_field:
-                v = values[0]
-                t = type(v)
-                if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
-                    check_values(values, d_component, default, d_fields)
-            else:
-                for v in values:
-                    t = type(v)
-                    if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
-                        check_values(values, d_component, default, d_fields)
-                        break
+@EMIT_GUARD(12)
+@CHECK_DEFAULT(12)
             try:
                 tasks, app, box, w = cache[values[d_kidx]]
             except KeyError:
                 if len(cache) >= 65536:
                     cache.clear()
-                tasks, app, box, w = cache[values[d_kidx]] = route_key(values)
+                tasks, app, box, w = cache[values[d_kidx]] = entry(d_choose(values))
             except TypeError:  # an unhashable key: route it without caching
-                tasks, app, box, w = route_key(values)
-            d.count += 1
-            if count_spout_emit is not None:
-                count_spout_emit.emitted_this_call += 1
-            if app is not None:
-                tup = new_tuple(Tuple)
-                tup.values = values
-                tup.meta = d_meta
-                tup.source_task = me
-                tup.roots = None
-                app(tup)
-            else:
-                box.append(values)
-                if len(box) >= batch_size:
-                    flush(w)
-            return tasks
+                tasks, app, box, w = entry(d_choose(values))
+@DELIVER_ONE(12)
 
         return emit_keyed
 
@@ -796,70 +829,22 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
         if x is first or len(period) > 4096:
             break
     if x is first and all(len(p) == 1 for p in period):
-        def entry(tasks):
-            t = tasks[0]
-            app = local_get(t)
-            return (tasks, app, None if app is not None else d_remote[t], task_worker.get(t, 0))
-
         next_entry = itertools_cycle([entry(p) for p in period]).__next__
-        one_field = d_nfields == 1
 
         def emit_cycled(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
                         need_task_ids=True):
-            if (stream is not default or direct_task is not None
-                    or len(values) != d_nfields or type(values) is _str):
-                return generic(values, stream, THIRD, direct_task)
-            if THIRD is not None and rooted is not None:
-                return rooted(values, d, THIRD)
-            if one_field:
-                v = values[0]
-                t = type(v)
-                if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
-                    check_values(values, d_component, default, d_fields)
-            else:
-                for v in values:
-                    t = type(v)
-                    if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
-                        check_values(values, d_component, default, d_fields)
-                        break
+@EMIT_GUARD(12)
+@CHECK_DEFAULT(12)
             tasks, app, box, w = next_entry()
-            d.count += 1
-            if count_spout_emit is not None:
-                count_spout_emit.emitted_this_call += 1
-            if app is not None:
-                tup = new_tuple(Tuple)
-                tup.values = values
-                tup.meta = d_meta
-                tup.source_task = me
-                tup.roots = None
-                app(tup)
-            else:
-                box.append(values)
-                if len(box) >= batch_size:
-                    flush(w)
-            return tasks
+@DELIVER_ONE(12)
 
         return emit_cycled
 
     def emit_default(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
                      need_task_ids=True):
-        if (stream is not default or direct_task is not None
-                or len(values) != d_nfields or type(values) is _str):
-            return generic(values, stream, THIRD, direct_task)
-        if THIRD is not None and rooted is not None:
-            return rooted(values, d, THIRD)
-        for v in values:
-            t = type(v)
-            if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
-                check_values(values, d_component, default, d_fields)
-                break
-        if d_mode == 1:
-            try:
-                tasks = d_table[values[d_kidx]]
-            except (KeyError, TypeError):
-                tasks = d_choose(values)
-        else:
-            tasks = d_next()
+@EMIT_GUARD(8)
+@CHECK_DEFAULT(8)
+        tasks = d_next()
         d.count += 1
         if count_spout_emit is not None:
             count_spout_emit.emitted_this_call += 1
@@ -883,10 +868,29 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
 """
 
 
+def _expand_emit_template(third: str) -> str:
+    """Paste the shared pieces into the template at their @MACRO(indent, ...) lines."""
+    out: list[str] = []
+    for line in _FAST_EMIT_TEMPLATE.splitlines():
+        if not line.startswith("@"):
+            out.append(line)
+            continue
+        name, _, args = line[1:].partition("(")
+        parts = [a.strip() for a in args.rstrip(")").split(",", 1)] + [""]
+        indent = " " * int(parts[0])
+        body = {"EMIT_GUARD": _EMIT_GUARD, "CHECK_VALUES": _CHECK_VALUES,
+                "CHECK_DEFAULT": _CHECK_DEFAULT, "DELIVER_ONE": _DELIVER_ONE}[name]
+        if name == "CHECK_VALUES":
+            component, stream, fields = (a.strip() for a in parts[1].split(","))
+            body = (body.replace("COMPONENT", component).replace("STREAM", stream)
+                    .replace("FIELDS", fields))
+        out.extend(indent + b if b else b for b in body.splitlines())
+    return "\n".join(out).replace("THIRD", third)
+
+
 def _compile_emit_factory(third: str) -> Callable[..., Callable[..., Sequence[int]]]:
     namespace: dict[str, Any] = {}
-    exec(compile(_FAST_EMIT_TEMPLATE.replace("THIRD", third), f"<storm emit ({third})>", "exec"),
-         namespace)
+    exec(compile(_expand_emit_template(third), f"<storm emit ({third})>", "exec"), namespace)
     factory: Callable[..., Callable[..., Sequence[int]]] = namespace["factory"]
     return factory
 
@@ -1180,6 +1184,8 @@ class Worker:
         self.slice_secs = 0.02
         self.streams = spec.streams
         self.dropped_unknown = 0
+        self.dropped_frames = 0
+        self.max_frame_bytes = int(self.conf.get("topology.transfer.max.frame.bytes") or (64 << 20))
         order = _topological_order(spec)
         for cname in order:
             cdef = spec.components[cname]
@@ -1303,49 +1309,75 @@ class Worker:
         return remaining
 
     def receive(self, frames: list[bytes]) -> int:
-        from ._serialization import unpack
+        """Turn tuple batch frames into tuples in the local inboxes.
+
+        Hostile or broken input is dropped and counted, never raised: a frame
+        over topology.transfer.max.frame.bytes, one that is not msgpack, not a
+        batch, or a group of the wrong shape (checked per group, not per tuple;
+        see check_group), or addressed to a task this worker does not run."""
+        from ._serialization import check_group, unpack
 
         n = 0
         streams = self.streams
+        nstreams = len(streams)
         append_get = self.local_append.get
         new_tuple = object.__new__
+        max_frame = self.max_frame_bytes
         for frame in frames:
+            if len(frame) > max_frame:
+                self._drop_frame(frame, f"larger than topology.transfer.max.frame.bytes ({max_frame})")
+                continue
             try:
                 msg = unpack(frame)
-                kind, entries = msg[0], msg[1]
             except Exception as exc:
-                log.error("worker %d dropped an undecodable frame (%d bytes): %s", self.index, len(frame), exc)
+                self._drop_frame(frame, f"undecodable: {type(exc).__name__}: {exc}")
                 continue
+            if type(msg) is not list or len(msg) != 2 or type(msg[1]) is not list:
+                self._drop_frame(frame, "not a [kind, payload] list")
+                continue
+            kind, entries = msg
             if kind != KIND_TUPLES:
+                self._drop_frame(frame, f"unknown frame kind {kind!r:.40}")
                 continue
-            try:
-                for task, src, sid, values_list, roots_list in entries:
-                    app = append_get(task)
-                    if app is None:
-                        self.dropped_unknown += len(values_list)
-                        continue
-                    meta = streams[sid]
-                    if roots_list is None:
-                        for values in values_list:
-                            tup = new_tuple(Tuple)
-                            tup.values = values
-                            tup.meta = meta
-                            tup.source_task = src
-                            tup.roots = None
-                            app(tup)
-                    else:
-                        for values, roots in zip(values_list, roots_list, strict=True):
-                            tup = new_tuple(Tuple)
-                            tup.values = values
-                            tup.meta = meta
-                            tup.source_task = src
-                            tup.roots = roots
-                            tup.ack_val = 0
-                            app(tup)
-                    n += len(values_list)
-            except (TypeError, ValueError, IndexError) as exc:
-                log.error("worker %d dropped a malformed batch: %s", self.index, exc)
+            for group in entries:
+                problem = check_group(group, nstreams)
+                if problem is not None:
+                    self._drop_frame(frame, problem)
+                    continue
+                task, src, sid, values_list, roots_list = group
+                app = append_get(task)
+                if app is None:
+                    self.dropped_unknown += len(values_list)
+                    self._drop_frame(frame, f"addressed to task {task}, which is not in this worker")
+                    continue
+                meta = streams[sid]
+                if roots_list is None:
+                    for values in values_list:
+                        tup = new_tuple(Tuple)
+                        tup.values = values
+                        tup.meta = meta
+                        tup.source_task = src
+                        tup.roots = None
+                        app(tup)
+                else:
+                    for values, roots in zip(values_list, roots_list, strict=True):
+                        tup = new_tuple(Tuple)
+                        tup.values = values
+                        tup.meta = meta
+                        tup.source_task = src
+                        tup.roots = roots
+                        tup.ack_val = 0
+                        app(tup)
+                n += len(values_list)
         return n
+
+    def _drop_frame(self, frame: bytes, why: str) -> None:
+        # Counted always; logged for the first few and then once per 1000, so
+        # a flood of garbage costs little and cannot fill the disk.
+        self.dropped_frames += 1
+        if self.dropped_frames <= 10 or self.dropped_frames % 1000 == 0:
+            log.error("worker %d dropped a frame (%d bytes, %d dropped so far): %s", self.index,
+                      len(frame), self.dropped_frames, why)
 
     # -- the loop ----------------------------------------------------------
     def overloaded(self) -> bool:
@@ -1429,11 +1461,28 @@ class Worker:
             b.close()
         self.flush_acks()
 
+    def _fanout(self, component: str, stream: str) -> int:
+        """Tasks one emit on `stream` goes to: one per subscription, every task of
+        the target for all grouping. Emit counts per stream times this is the
+        transferred figure, so the emit path does not count it."""
+        key = (component, stream)
+        n = self._fanouts.get(key)
+        if n is None:
+            n = 0
+            for sub in [] if stream.startswith("__") else self.spec.subscribers.get(key, []):
+                n += len(self.spec.components[sub.target].tasks) if sub.grouping.kind == "all" else 1
+            self._fanouts[key] = n
+        return n
+
     def metrics(self) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
+        if not hasattr(self, "_fanouts"):
+            self._fanouts: dict[tuple[str, str], int] = {}
         for t, ex in self.executors.items():
             snap = ex.stats.snapshot()
-            snap["emitted"] = {s: r.count for s, r in ex.routes.items() if r.count}
+            emitted = {s: r.count for s, r in ex.routes.items() if r.count}
+            snap["emitted"] = emitted
+            snap["transferred"] = sum(n * self._fanout(ex.component, s) for s, n in emitted.items())
             snap["component"] = ex.component
             snap["queue"] = len(ex.inbox)
             if isinstance(ex, SpoutExecutor):

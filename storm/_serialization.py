@@ -15,6 +15,8 @@ from ._errors import SerializationError
 
 KIND_TUPLES = 1
 KIND_CONTROL = 2
+#: Default of topology.transfer.max.frame.bytes (conf/defaults.yaml).
+MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 _packer = msgpack.Packer(use_bin_type=True)
 _pack = _packer.pack
@@ -26,6 +28,48 @@ def pack(obj: Any) -> bytes:
 
 def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+
+
+def check_group(group: Any, nstreams: int) -> str | None:
+    """What is wrong with one group of a tuple batch (None: its shape is right).
+
+    Checked once per group, not per tuple: ``[dest, src, sid, values_list,
+    roots_list]`` with int task ids, a stream id in range, a list of tuples and
+    a roots list (or None) of the same length."""
+    if type(group) is not list or len(group) != 5:
+        return "a group is not a 5-element list"
+    task, src, sid, values_list, roots_list = group
+    if type(task) is not int or type(src) is not int or type(sid) is not int:
+        return "a group's task, source task or stream id is not an int"
+    if not 0 <= sid < nstreams:
+        return f"stream id {sid} is not one of this topology's {nstreams} streams"
+    if type(values_list) is not list:
+        return "a group's tuples are not a list"
+    if roots_list is not None and (type(roots_list) is not list or len(roots_list) != len(values_list)):
+        return "a group's roots are not a list as long as its tuples"
+    return None
+
+
+_CONTROL_SHAPES: dict[str, tuple[tuple[type, ...], ...]] = {
+    "activate": (), "deactivate": (), "stop": (),
+    "parent": ((int,),),
+    "throttle": ((int,), (bool,)),
+}
+
+
+def check_control(msg: Any) -> str | None:
+    """What is wrong with a control message (None: it is one a worker knows)."""
+    if type(msg) is not list or not msg or type(msg[0]) is not str:
+        return "a control message is not a list starting with its kind"
+    shape = _CONTROL_SHAPES.get(msg[0])
+    if shape is None:
+        return f"unknown control message kind {msg[0]!r:.40}"
+    if len(msg) != len(shape) + 1:
+        return f"control message {msg[0]!r} has {len(msg) - 1} arguments, not {len(shape)}"
+    for value, types in zip(msg[1:], shape, strict=True):
+        if type(value) not in types:
+            return f"control message {msg[0]!r} has an argument of type {type(value).__name__}"
+    return None
 
 
 _SIMPLE = frozenset({str, int, float, bool, type(None), bytes})

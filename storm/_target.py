@@ -142,8 +142,9 @@ def target_of(topology: Any) -> str:
 def fingerprint(spec: TopologySpec) -> str:
     """A digest of the spec's shape; workers check they built the same topology."""
     h = hashlib.sha1()
-    for c in spec.components.values():
+    # Sorted, so the digest does not depend on declaration order.
+    for c in sorted(spec.components.values(), key=lambda c: c.name):
         h.update(f"{c.name}|{c.par}|{c.tasks}|{sorted(c.outputs)}|".encode())
-        for s in c.inputs:
+        for s in sorted(c.inputs, key=lambda s: (s.source, s.stream)):
             h.update(f"{s.source}.{s.stream}>{s.grouping.describe()};".encode())
     return h.hexdigest()

@@ -19,6 +19,8 @@ from ._tuple import DEFAULT_STREAM, StreamMeta
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 ACKER = "__acker"
+# Tasks per component at most: beyond it a typo (par=10**9) would exhaust memory.
+MAX_PARALLELISM = 10_000
 SYSTEM_PREFIX = "__"
 # Config keys the system components (the acker's task count and tick rate) derive from.
 _SYSTEM_KEYS = frozenset({"topology.workers", "topology.acker.executors", "topology.message.timeout.secs"})
@@ -103,7 +105,7 @@ class TopologySpec:
             for c in self.components.values()
             if not c.system
         }
-        return _resolve(name, defs, conf, requested)
+        return _validate_components(_resolve(name, defs, conf, requested))
 
     def assign(self, workers: int | None = None) -> dict[int, int]:
         """task id -> worker index: round-robin over tasks in id order, so every
@@ -169,6 +171,11 @@ def build_spec(
             )
         if not isinstance(spec.par, int) or isinstance(spec.par, bool) or spec.par < 1:
             raise TopologyError(f"component '{cname}': parallelism must be an integer >= 1, got {spec.par!r}")
+        if spec.par > MAX_PARALLELISM:
+            raise TopologyError(
+                f"component '{cname}': parallelism {spec.par} is above the limit of "
+                f"{MAX_PARALLELISM} tasks per component"
+            )
         is_spout = issubclass(cls, Spout)
         if is_spout and spec.inputs:
             raise TopologyError(f"spout '{cname}' has inputs; spouts cannot subscribe to streams, use a Bolt")
@@ -238,7 +245,18 @@ def build_spec(
                 )
             d.inputs.append(Subscription(sname, stream, d.name, grouping))
 
-    return _resolve(name, defs, conf, conf.get("topology.acker.executors"))
+    return _validate_components(_resolve(name, defs, conf, conf.get("topology.acker.executors")))
+
+
+def _validate_components(spec: TopologySpec) -> TopologySpec:
+    """Let component classes check the resolved topology at build time (a
+    windowed bolt rejects a message timeout shorter than its window): a class
+    method `validate_topology(spec, component_name)` raising TopologyError."""
+    for d in spec.components.values():
+        check = getattr(d.cls, "validate_topology", None)
+        if check is not None:
+            check(spec, d.name)
+    return spec
 
 
 def _check_workers(name: str, conf: Mapping[str, Any]) -> None:

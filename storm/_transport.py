@@ -4,26 +4,34 @@ messages from the process that owns it, and a PUSH socket for reports back."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import zmq
 
-from ._serialization import pack, unpack
+from ._serialization import MAX_FRAME_BYTES, check_control, pack, unpack
 
 MAX_FRAMES_PER_POLL = 64
+log = logging.getLogger("storm.worker")
 
 
 class ZmqTransport:
     def __init__(self, index: int, data_endpoints: list[str], control_endpoint: str,
-                 report_endpoint: str, hwm: int, peer_controls: list[str] | None = None) -> None:
+                 report_endpoint: str, hwm: int, peer_controls: list[str] | None = None,
+                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.index = index
+        self.dropped_controls = 0
         self.data = self.ctx.socket(zmq.PULL)
         self.data.setsockopt(zmq.RCVHWM, hwm)
         self.data.setsockopt(zmq.LINGER, 0)
+        # A peer that sends a bigger frame is disconnected by ZeroMQ before the
+        # frame is buffered, so a hostile sender cannot make us allocate it.
+        self.data.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
         self.data.bind(data_endpoints[index])
         self.control = self.ctx.socket(zmq.PULL)
         self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, 65536)  # control messages are a few bytes
         self.control.bind(control_endpoint)
         self.peers: dict[int, zmq.Socket[bytes]] = {}
         for w, ep in enumerate(data_endpoints):
@@ -74,11 +82,23 @@ class ZmqTransport:
         if self.control in events:
             while True:
                 try:
-                    controls.append(unpack(self.control.recv(zmq.NOBLOCK)))
+                    raw = self.control.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                except Exception:  # undecodable control frame: ignore it
+                try:
+                    msg = unpack(raw)
+                except Exception:
+                    msg = None
+                problem = check_control(msg)
+                if problem is not None:
+                    # Only well-formed messages reach the loop; count the rest,
+                    # log a few (a flood must not flood the log).
+                    self.dropped_controls += 1
+                    if self.dropped_controls <= 10 or self.dropped_controls % 1000 == 0:
+                        log.warning("worker %d dropped control message #%d (%d bytes): %s",
+                                    self.index, self.dropped_controls, len(raw), problem)
                     continue
+                controls.append(msg)
         if want_data and self.data in events:
             recv = self.data.recv
             for _ in range(MAX_FRAMES_PER_POLL):

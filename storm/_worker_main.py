@@ -21,6 +21,7 @@ from typing import Any
 
 from . import _acking
 from ._runtime import Worker
+from ._serialization import MAX_FRAME_BYTES
 from ._target import build_target, fingerprint, load_target
 from ._transport import ZmqTransport
 
@@ -107,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
                 spec = with_parallelism(spec, parallelism)
         finally:
             hwm = 64
+            max_frame = MAX_FRAME_BYTES
             if "spec" in locals():
                 hwm = int(spec.config.get("topology.transfer.hwm") or 64)
+                max_frame = int(spec.config.get("topology.transfer.max.frame.bytes") or MAX_FRAME_BYTES)
             transport = ZmqTransport(args.index, endpoints, args.control, args.report, hwm,
-                                     peer_controls=json.loads(args.peer_controls))
+                                     peer_controls=json.loads(args.peer_controls),
+                                     max_frame_bytes=max_frame)
         if args.fingerprint and fingerprint(spec) != args.fingerprint:
             raise RuntimeError(
                 "this worker built a different topology than its launcher (is the topology "

@@ -109,4 +109,10 @@ def main() -> None:
 
 # The cluster commands (nimbus, supervisor, submit, list, kill, ...) register
 # themselves on `app`; imported last because they import `app` and `fail` from here.
-from . import _cluster  # noqa: E402, F401
+# `storm query` (Trident states) registers itself on `app` too.
+from . import (  # noqa: E402, F401
+    _cluster,  # noqa: E402, F401
+    _monitor,
+    _query,  # noqa: E402, F401
+    _visualize,
+)

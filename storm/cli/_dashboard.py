@@ -18,8 +18,10 @@ __all__ = [
     "ComponentFigures",
     "WorkerFigures",
     "compute_rates",
+    "format_bytes",
     "format_count",
     "format_latency",
+    "sparkline",
     "render_dashboard",
     "throughput",
 ]
@@ -121,6 +123,38 @@ def _latency(c: ComponentFigures) -> float | None:
     return c.exec_ms
 
 
+def _capacity(c: ComponentFigures) -> Text:
+    cap = getattr(c, "capacity", None)
+    if cap is None or c.kind == "spout":
+        return Text("-")
+    # Storm UI's warning level: a bolt busy 80% of the window is the bottleneck.
+    return Text(f"{cap:.2f}", style="bold red" if cap >= 0.8 else ("yellow" if cap >= 0.5 else ""))
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """The last `width` values as bars, scaled to their maximum: ▁▂▄█."""
+    vals = list(values)[-width:]
+    top = max(vals, default=0.0)
+    if top <= 0:
+        return _BARS[0] * len(vals)
+    return "".join(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))] for v in vals)
+
+
+def format_bytes(n: float | None) -> str:
+    """RSS in at most five characters: 812K, 31.2M, 1.20G."""
+    if n is None:
+        return "-"
+    v = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if v < 1000 or unit == "G":
+            return f"{v:.0f}{unit}" if v >= 100 or unit == "B" else f"{v:.1f}{unit}"
+        v /= 1024
+    return f"{v:.1f}T"
+
+
 def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, float]) -> Table:
     table = Table(
         box=box.SIMPLE_HEAD,
@@ -135,6 +169,7 @@ def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, floa
     for header in ("tasks", "emitted", "executed", "acked", "failed", "rate/s", "queue"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("cap", justify="right", no_wrap=True)
     table.add_column("err", justify="right", no_wrap=True)
     for c in stats:
         system = c.name.startswith("__")
@@ -151,6 +186,7 @@ def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, floa
             "-" if rate is None else format_count(rate),
             format_count(c.queue),
             format_latency(_latency(c)),
+            _capacity(c),
             Text(format_count(c.errors), style="bold red" if c.errors else ""),
             style=style,
         )
@@ -164,6 +200,11 @@ class _WorkersLine:
         self.entries: list[Text] = []
         for w in workers:
             entry = Text(f"#{w.index} pid {w.pid or '-'}")
+            cpu, rss = getattr(w, "cpu", None), getattr(w, "rss", None)
+            if cpu is not None:
+                entry.append(f" {cpu:.0f}%")
+            if rss is not None:
+                entry.append(f" {format_bytes(rss)}")
             if w.restarts:
                 entry.append(f" restarts {w.restarts}", style="yellow")
             if getattr(w, "backpressure", False):
@@ -237,6 +278,8 @@ def render_dashboard(
     status: str = "",
     error_count: int | None = None,
     max_errors: int = 3,
+    health: Sequence[str] | None = None,
+    trend: Sequence[float] | None = None,
 ) -> RenderableType:
     """The dashboard of one topology.
 
@@ -244,7 +287,9 @@ def render_dashboard(
     the recent error records (dicts with time, component, task, error), newest
     last; `error_count` is how many were recorded since the start (more than are
     kept). The header shows the largest of that and the components' error counters.
-    `status` is a short note after the name, e.g. "running 12s of 60s".
+    `status` is a short note after the name, e.g. "running 12s of 60s";
+    `health` (see TopologyStats.health) adds a line: "ok" or the problems;
+    `trend` (spout tuples/s, oldest first) a sparkline under the title.
 
         >>> from rich.console import Console
         >>> Console(width=80).print(render_dashboard("wc", [], [], [], {}))  # doctest: +SKIP
@@ -253,7 +298,21 @@ def render_dashboard(
     title.append(topology_name, style="bold")
     if status:
         title.append(f"  {status}", style="dim")
-    parts: list[RenderableType] = [title, _component_table(stats, rates), _WorkersLine(workers)]
+    parts: list[RenderableType] = [title]
+    if trend:
+        line = Text("spouts ", style="bold")
+        line.append(sparkline(trend), style="cyan")
+        line.append(f" {format_count(trend[-1])}/s")
+        parts.append(line)
+    parts += [_component_table(stats, rates), _WorkersLine(workers)]
+    if health is not None:
+        line = Text("health ", style="bold")
+        if health:
+            line.append("; ".join(health), style="yellow")
+        else:
+            line.append("ok", style="green")
+        line.no_wrap, line.overflow = True, "ellipsis"
+        parts.append(line)
     # Workers record a failing task's errors with back-off but count every one.
     total = max(error_count or 0, len(errors), sum(c.errors for c in stats))
     if total:

@@ -17,8 +17,9 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from .. import LocalCluster, LocalTopology, TopologySpec
+from .. import LocalCluster, LocalTopology, StormError, TopologySpec
 from .._local import ComponentStats
+from .._prometheus import PrometheusExporter
 from ._dashboard import compute_rates, format_count, render_dashboard, throughput
 
 SAMPLE_SECS = 1.0  # how often figures are read and the live dashboard redrawn
@@ -104,15 +105,33 @@ def _stats(topo: LocalTopology) -> list[ComponentStats]:
 
 
 def _dashboard(topo: LocalTopology, rates: Mapping[str, float], status: str) -> RenderableType:
+    stats = topo.stats()
+    order = flow_order(topo.spec)
     return render_dashboard(
         topo.name,
-        _stats(topo),
-        topo.workers,
-        topo.recent_errors(),
+        sorted(stats.components, key=lambda c: order.get(c.name, len(order))),
+        stats.workers,
+        stats.errors,
         rates,
         status=status,
-        error_count=topo.error_count,
+        error_count=stats.error_count,
+        health=stats.health(),
     )
+
+
+def _start_exporter(console: Console, topo: LocalTopology) -> PrometheusExporter | None:
+    """The Prometheus endpoint of `storm local`, when storm.prometheus.port is set."""
+    port = topo.spec.config.get("storm.prometheus.port")
+    if port is None:
+        return None
+    host = str(topo.spec.config.get("storm.prometheus.host") or "127.0.0.1")
+    try:
+        exporter = PrometheusExporter(lambda: [topo.stats()], int(port), host).start()
+    except OSError as exc:
+        raise StormError(f"cannot serve Prometheus metrics on {host}:{port} ({exc}); "
+                         "set storm.prometheus.port to a free port, or 0 for any") from None
+    console.print(f"prometheus metrics on {exporter.url}", highlight=False)
+    return exporter
 
 
 def _kill_leftovers(cluster: LocalCluster) -> int:
@@ -163,8 +182,13 @@ def run_local(
                 f"(pids {pids}); {until}",
                 highlight=False,
             )
+            exporter = _start_exporter(console, topo)
             sys.stdout.flush()
-            result = _watch(console, topo, duration, stop, live_mode)
+            try:
+                result = _watch(console, topo, duration, stop, live_mode)
+            finally:
+                if exporter is not None:
+                    exporter.stop()
         finally:
             stop.raise_now = False
             cluster.shutdown()

@@ -27,6 +27,7 @@ import zmq
 
 from .. import __version__
 from .._errors import StormError
+from .._metrics import MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._client import pack, unpack
 from ._code import unpack as unpack_code
 from ._scheduler import Slot, SupervisorSlots, schedule
@@ -43,28 +44,21 @@ class RequestError(StormError):
     """A request nimbus refuses; the message goes back to the CLI as is."""
 
 
-def component_stats(components: Mapping[str, Any], metrics: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-component sums of the per-task figures workers report."""
+def component_stats(components: Mapping[str, Any], history: MetricsHistory, now: float) -> dict[str, dict[str, Any]]:
+    """Per-component all-time figures, flat (the `components` of an info answer)."""
+    stats = aggregate("", _component_tasks(components), history, now)
     out: dict[str, dict[str, Any]] = {}
-    for name, comp in components.items():
-        s: dict[str, Any] = {"kind": "spout" if comp["spout"] else "bolt", "tasks": len(comp["tasks"]),
-                             "emitted": 0, "executed": 0, "acked": 0, "failed": 0, "errors": 0,
-                             "queue": 0, "pending": 0, "reporting": 0}
-        lat: list[float] = []
-        for t in comp["tasks"]:
-            m = metrics.get(int(t))
-            if not m:
-                continue
-            s["reporting"] += 1
-            s["emitted"] += sum(n for st, n in (m.get("emitted") or {}).items() if not str(st).startswith("__"))
-            for key in ("executed", "acked", "failed", "errors", "queue"):
-                s[key] += int(m.get(key) or 0)
-            s["pending"] += int(m.get("pending") or 0)
-            if m.get("complete_ms") is not None:
-                lat.append(float(m["complete_ms"]))
-        s["complete_ms"] = sum(lat) / len(lat) if lat else None
-        out[name] = s
+    for c in stats.components:
+        out[c.name] = {"kind": c.kind, "tasks": c.tasks, "emitted": c.emitted, "transferred": c.transferred,
+                       "executed": c.executed, "acked": c.acked, "failed": c.failed, "errors": c.errors,
+                       "queue": c.queue, "pending": c.pending, "reporting": c.reporting,
+                       "complete_ms": c.complete_ms, "exec_ms": c.exec_ms, "capacity": c.capacity}
     return out
+
+
+def _component_tasks(components: Mapping[str, Any]) -> dict[str, tuple[str, list[int]]]:
+    return {name: ("spout" if comp["spout"] else "bolt", [int(t) for t in comp["tasks"]])
+            for name, comp in components.items()}
 
 
 class Nimbus:
@@ -83,6 +77,11 @@ class Nimbus:
         self.started = time.monotonic()
         self.stop_requested = False
         self._sock: zmq.Socket[bytes] | None = None
+        # Metrics windows, kept here from the workers' cumulative counters:
+        # topology name -> ((topology id, assignment version), history, beat time seen per worker).
+        self.histories: dict[str, tuple[tuple[Any, Any], MetricsHistory, dict[int, Any]]] = {}
+        self.exporter: Any = None
+        self.exported: dict[str, TopologyStats] = {}
 
     # -- serving ------------------------------------------------------------------
     def bind(self) -> None:
@@ -114,6 +113,7 @@ class Nimbus:
                                           "hostname": socket.gethostname(), "started": time.time(),
                                           "version": __version__})
         log.info("nimbus listening on %s:%d, state in %s", self.host, self.port, self.state.describe())
+        self._start_exporter()
         next_monitor = 0.0
         try:
             while not self.stop_requested:
@@ -130,6 +130,8 @@ class Nimbus:
                         log.exception("monitor pass failed")
                     next_monitor = time.monotonic() + self.monitor_every
         finally:
+            if self.exporter is not None:
+                self.exporter.stop()
             self._sock.close(0)
             self.state.close()
             log.info("nimbus stopped")
@@ -299,6 +301,7 @@ class Nimbus:
         sups = self.supervisors()
         assignments = self._assignments()
         topologies = {k: v for k, v in self.state.children_objs(paths.TOPOLOGIES).items() if isinstance(v, dict)}
+        exported: dict[str, TopologyStats] = {}
         for name, topo in topologies.items():
             status = topo.get("status")
             if status == KILLED:
@@ -313,6 +316,9 @@ class Nimbus:
             if a is None or not a.get("workers"):
                 self._schedule(topo, None, sups, assignments)
                 continue
+            self._record_metrics(name, topo, a, self._beats(name, topo, a))
+            if self.exporter is not None:
+                exported[name] = self.topology_stats(name)
             lost = [w for w in a["workers"] if not sups.get(w["supervisor"], {}).get("alive")]
             if lost and time.monotonic() - self.started > self.sup_timeout:
                 log.warning("topology %s: supervisor(s) %s lost; rescheduling", name,
@@ -325,6 +331,11 @@ class Nimbus:
         for name in self.state.children(paths.BEATS):
             if name not in topologies:
                 self.state.delete(paths.beats(name))
+        for name in list(self.histories):
+            if name not in topologies:
+                del self.histories[name]
+        # The exporter's thread reads this snapshot: it never touches the store.
+        self.exported = exported
         rec = self.state.get_obj(paths.NIMBUS)
         if isinstance(rec, dict):
             rec["beat"] = now
@@ -495,12 +506,10 @@ class Nimbus:
         topo = self._topology(msg.get("name"))
         a = self.state.get_obj(paths.assignment(topo["name"])) or {}
         beats = self._beats(topo["name"], topo, a)
+        history = self._record_metrics(topo["name"], topo, a, beats)
         sups = self.supervisors()
-        metrics: dict[int, dict[str, Any]] = {}
         errors: list[dict[str, Any]] = []
         for b in beats.values():
-            for t, snap in (b.get("metrics") or {}).items():
-                metrics[int(t)] = snap
             errors.extend(b.get("errors") or [])
         n = len(a.get("workers") or [])
         task_worker = {t: (t - 1) % n for t in range(1, int(topo["tasks"]) + 1)} if n else {}
@@ -516,5 +525,67 @@ class Nimbus:
                                 rss=b.get("rss"), fatal=b.get("fatal", ""), uptime=b.get("uptime")))
         errors.sort(key=lambda e: e.get("time", 0))
         return {"topology": topo, "assignment": a, "workers": workers, "errors": errors[-20:],
-                "components": component_stats(topo["components"], metrics),
+                "components": component_stats(topo["components"], history, time.monotonic()),
                 "error_count": sum(int(b.get("error_count") or 0) for b in beats.values())}
+
+    # -- metrics ------------------------------------------------------------------
+    def _start_exporter(self) -> None:
+        port = self.conf.get("storm.prometheus.port")
+        if port is None:
+            return
+        from .._prometheus import PrometheusExporter
+
+        host = str(self.conf.get("storm.prometheus.host") or "127.0.0.1")
+        try:
+            self.exporter = PrometheusExporter(lambda: list(self.exported.values()), int(port), host).start()
+        except OSError as exc:
+            raise StormError(f"nimbus cannot serve Prometheus metrics on {host}:{port} ({exc}); "
+                             "set storm.prometheus.port") from exc
+        log.info("prometheus metrics on %s", self.exporter.url)
+
+    def _record_metrics(self, name: str, topo: Mapping[str, Any], a: Mapping[str, Any],
+                        beats: Mapping[int, Mapping[str, Any]]) -> MetricsHistory:
+        """Add the workers' new reports to the topology's history (a new
+        assignment version renumbers tasks and restarts every worker: a new history)."""
+        key = (topo.get("id"), a.get("version"))
+        entry = self.histories.get(name)
+        if entry is None or entry[0] != key:
+            entry = self.histories[name] = (key, MetricsHistory(), {})
+        _, history, seen = entry
+        now = time.monotonic()
+        for index, b in beats.items():
+            stamp = b.get("time")
+            if stamp is None or seen.get(index) == stamp:
+                continue
+            seen[index] = stamp
+            metrics = b.get("metrics") or {}
+            if metrics:
+                history.record(metrics, now)
+        return history
+
+    def topology_stats(self, name: str) -> TopologyStats:
+        topo = self._topology(name)
+        a = self.state.get_obj(paths.assignment(topo["name"])) or {}
+        beats = self._beats(topo["name"], topo, a)
+        history = self._record_metrics(topo["name"], topo, a, beats)
+        workers = []
+        errors: list[dict[str, Any]] = []
+        error_count = 0
+        for w in a.get("workers") or []:
+            b = beats.get(int(w["index"]), {})
+            workers.append(WorkerStats(int(w["index"]), pid=int(b.get("pid") or 0), host=str(w.get("host") or ""),
+                                       port=w.get("port"), uptime=b.get("uptime"),
+                                       restarts=int(b.get("restarts") or 0), cpu=b.get("cpu"), rss=b.get("rss"),
+                                       backpressure=bool(b.get("backpressure")), status=str(b.get("status") or "unknown"),
+                                       ready=b.get("status") == "running"))
+            errors.extend(b.get("errors") or [])
+            error_count += int(b.get("error_count") or 0)
+        errors.sort(key=lambda e: e.get("time", 0))
+        uptime = time.time() - float(topo.get("submitted") or time.time())
+        return aggregate(topo["name"], _component_tasks(topo["components"]), history, time.monotonic(),
+                         workers=workers, errors=errors[-20:], error_count=error_count,
+                         uptime=max(uptime, 0.0), status=str(topo.get("status") or ""))
+
+    def op_stats(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Every figure of one topology over the metrics windows (storm stats, storm monitor)."""
+        return self.topology_stats(str(msg.get("name"))).to_json()

@@ -71,6 +71,7 @@ class LocalWorker:
     next_start: float = 0.0
     fatal: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    backpressure: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
     error_count: int = 0
     stop_deadline: float = 0.0
@@ -520,6 +521,8 @@ class Supervisor:
                     a = self.assignments.get(w.topology)
                     w.active_sent = None if a is None else w.active_sent
                 w.metrics = {str(t): m for t, m in (msg[3] or {}).items()}
+                extra = msg[5] if len(msg) > 5 and isinstance(msg[5], dict) else {}
+                w.backpressure = bool(extra.get("backpressure"))
                 for e in msg[4] or []:
                     w.errors.append(e)
                     w.error_count += 1
@@ -565,7 +568,7 @@ class Supervisor:
                 "status": w.status, "uptime": now - w.started if w.status == "running" else 0.0,
                 "restarts": w.restarts, "failures": w.failures, "fatal": w.fatal if w.status != "running" else "",
                 "metrics": w.metrics, "errors": w.errors, "error_count": w.error_count,
-                "cpu": cpu, "rss": rss, "time": time.time(),
+                "cpu": cpu, "rss": rss, "time": time.time(), "backpressure": w.backpressure,
             })
 
     # -- surviving our own restart ----------------------------------------------------------

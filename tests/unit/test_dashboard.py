@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from storm._local import ComponentStats, WorkerInfo
+from storm._metrics import WorkerStats
 from storm._target import build_target, load_target
 from storm.cli import compute_rates, render_dashboard
 from storm.cli._dashboard import format_count, format_latency
@@ -31,7 +32,7 @@ def wordcount_stats() -> list[ComponentStats]:
         ComponentStats("split", "bolt", 2, emitted=593_018, executed=92_650, acked=92_650,
                        queue=50, exec_ms=0.0167),
         ComponentStats("count", "bolt", 2, emitted=27, executed=536_437, acked=536_435,
-                       failed=3, errors=2, queue=1234, exec_ms=0.0012),
+                       failed=3, errors=2, queue=1234, exec_ms=0.0012, capacity=0.93),
         ComponentStats("sink", "bolt", 1, executed=28, acked=27, exec_ms=0.11),
         ComponentStats("__acker", "bolt", 2),
     ]
@@ -51,16 +52,16 @@ def test_rows_show_each_components_figures() -> None:
     assert text.splitlines()[0].split() == ["wordcount", "running", "12s"]
     header = next(line for line in text.splitlines() if line.startswith("component"))
     assert header.split() == ["component", "kind", "tasks", "emitted", "executed", "acked",
-                              "failed", "rate/s", "queue", "ms", "err"]
+                              "failed", "rate/s", "queue", "ms", "cap", "err"]
     assert row(text, "sentences") == ["sentences", "spout", "2", "96.2k", "0", "0", "0",
-                                      "21.8k", "0", "12.5", "0"]
+                                      "21.8k", "0", "12.5", "-", "0"]
     assert row(text, "split") == ["split", "bolt", "2", "593k", "92.7k", "92.7k", "0",
-                                  "24.4k", "50", "0.017", "0"]
+                                  "24.4k", "50", "0.017", "-", "0"]
     assert row(text, "count") == ["count", "bolt", "2", "27", "536k", "536k", "3", "127k",
-                                  "1234", "0.001", "2"]
+                                  "1234", "0.001", "0.93", "2"]
     assert row(text, "sink") == ["sink", "bolt", "1", "0", "28", "27", "0", "27", "0",
-                                 "0.110", "0"]
-    assert row(text, "__acker")[-3:] == ["0", "-", "0"]
+                                 "0.110", "-", "0"]
+    assert row(text, "__acker")[-4:] == ["0", "-", "-", "0"]
     assert "#0 pid 4117" in text
     assert "#1 pid 4118 restarts 2" in text
     assert "last errors (2 in all)" in text  # the components' error counters
@@ -136,3 +137,21 @@ def test_components_are_listed_in_data_flow_order() -> None:
     spec = build_target(load_target(str(WORDCOUNT)))
     order = flow_order(spec)
     assert sorted(order, key=order.__getitem__) == ["sentences", "split", "count", "sink", "__acker"]
+
+
+def test_health_line_and_worker_cpu_memory() -> None:
+    workers = [WorkerStats(0, pid=4117, cpu=87.4, rss=31_457_280, backpressure=True)]
+    text = render(render_dashboard("wc", wordcount_stats(), workers, [], {},
+                                   health=["backpressure on workers 0", "count at capacity 0.93"]))
+    assert "#0 pid 4117 87% 30.0M backpressure" in text
+    assert "health backpressure on workers 0; count at capacity 0.93" in text
+    assert "health ok" in render(render_dashboard("wc", [], [], [], {}, health=[]))
+
+
+def test_sparkline_trend_line() -> None:
+    from storm.cli._dashboard import sparkline
+
+    assert sparkline([0, 1, 2, 4, 8]) == "▁▂▃▅█"
+    assert sparkline([0, 0]) == "▁▁"
+    text = render(render_dashboard("wc", [], [], [], {}, trend=[100.0, 2_000.0, 16_200.0]))
+    assert text.splitlines()[1] == "spouts ▁▂█ 16.2k/s"

@@ -1,0 +1,217 @@
+"""The bolts of an alerting topology: `RuleMatchBolt` turns events into
+(rule, key, ts, value) observations and broadcasts its watermark;
+`RuleEvalBolt` keeps the rule state of its keys (a RuleEngine) and emits alert
+changes. Rules come from the config key ``alerting.rules`` (a YAML file) or the
+class attribute ``rules``. This module owns only these bolts."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .. import Bolt, Grouping, Stream
+from .._component import ComponentSpec
+from .._context import TopologyContext
+from .._tuple import Tuple
+from ..stateful import KeyValueState, StatefulBolt
+from ..windowing import Watermarks
+from ._engine import Alert, RuleEngine
+from ._rules import RuleError, RuleSet, load_rules
+
+RULES_KEY = "alerting.rules"
+#: Wall-clock seconds without events after which the evaluator lets event time
+#: follow the wall clock (so absence rules fire when everything stops); null: never.
+IDLE_KEY = "alerting.idle.secs"
+WATERMARK_STREAM = "watermark"
+OBSERVATION_FIELDS = ("rule", "key", "ts", "value")
+ALERT_FIELDS = ("id", "rule", "key", "state", "alert")
+
+
+def rules_from_conf(conf: Mapping[str, Any], default: RuleSet | None = None) -> RuleSet:
+    """The rules named by ``alerting.rules`` (a path), else ``default``."""
+    path = conf.get(RULES_KEY)
+    if path:
+        return load_rules(str(path))
+    if default is None:
+        raise RuleError(
+            f"no alert rules: set the config key '{RULES_KEY}' to a rules file, "
+            f"e.g. -c {RULES_KEY}=conf/alerts.example.yaml"
+        )
+    return default
+
+
+class RuleMatchBolt(Bolt):
+    """Matches each event (a dict in field ``event`` or in the first field, else
+    the tuple's fields as a dict) against every rule's filter; emits one observation per matching rule,
+    anchored to the event. Every tick it sends its newest event time to every
+    evaluator task on the ``watermark`` stream."""
+
+    outputs: ClassVar[Any] = [*OBSERVATION_FIELDS, Stream(("task", "ts"), name=WATERMARK_STREAM)]
+    rules: ClassVar[RuleSet | None] = None
+
+    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+        self.ruleset = rules_from_conf(conf, type(self).rules)
+        self.task = context.task_id
+        self.time_field = self.ruleset.time_field
+        self.newest = -math.inf
+        self.matched = 0
+        self.unmatched = 0
+        # Index rules by the value of one filter field, so 100 rules cost a dict
+        # lookup and the few rules that can match, not 100 filter checks.
+        self._by_field: str | None = None
+        self._index: dict[Any, list[Any]] = {}
+        self._always: list[Any] = []
+        self._build_index()
+
+    def _build_index(self) -> None:
+        counts: dict[str, int] = {}
+        for r in self.ruleset.rules:
+            for f in r.filter:
+                counts[f] = counts.get(f, 0) + 1
+        if counts:
+            self._by_field = max(sorted(counts), key=lambda f: counts[f])
+        for r in self.ruleset.rules:
+            entry = (r, r.name, r.condition.field, {k: v for k, v in r.filter.items() if k != self._by_field})
+            if self._by_field is not None and self._by_field in r.filter:
+                for v in r.filter[self._by_field]:
+                    self._index.setdefault(v, []).append(entry)
+            else:
+                self._always.append(entry)
+
+    def execute(self, tup: Tuple) -> None:
+        if tup.is_tick:
+            if math.isfinite(self.newest):
+                self.emit([self.task, self.newest], stream=WATERMARK_STREAM)
+            return
+        event = tup.get("event")
+        if not isinstance(event, Mapping):
+            first = tup.values[0] if tup.values else None
+            event = first if isinstance(first, Mapping) else tup.as_dict()
+        ts_raw = event.get(self.time_field)
+        ts = float(ts_raw) if isinstance(ts_raw, (int, float)) and not isinstance(ts_raw, bool) else time.time()
+        if ts > self.newest:
+            self.newest = ts
+        candidates = self._always
+        if self._by_field is not None:
+            candidates = self._index.get(event.get(self._by_field), []) + self._always
+        emit = self.emit
+        n = 0
+        for rule, name, field, rest in candidates:
+            if rest and not all(event.get(f) in allowed for f, allowed in rest.items()):
+                continue
+            value = event.get(field) if field else None
+            if field and not isinstance(value, (int, float)):
+                continue  # the rule aggregates a field this event lacks
+            emit([name, rule.key_of(event), ts, value], anchors=[tup])
+            n += 1
+        if n:
+            self.matched += 1
+        else:
+            self.unmatched += 1
+        self.ack(tup)
+
+
+class RuleEvalBolt(Bolt):
+    """Keeps the rule state of the (rule, key) pairs routed to it. Event time is
+    the minimum over the match tasks of the newest time each reported (minus the
+    rules file's ``lag``); when it passes a window end the rules are evaluated and
+    alert changes are emitted, anchored to the tuple that moved the watermark.
+    Inputs are acked at once: rule state lives in memory and is lost with the
+    worker; StatefulRuleEvalBolt checkpoints it."""
+
+    outputs: ClassVar[Any] = list(ALERT_FIELDS)
+    rules: ClassVar[RuleSet | None] = None
+
+    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+        self.ruleset = rules_from_conf(conf, type(self).rules)
+        self.engine = RuleEngine(self.ruleset)
+        # Event time comes from the match tasks (observations and their watermarks),
+        # not from other inputs such as a checkpoint spout.
+        sources = [c for (c, s) in context.get_this_sources()
+                   if s in ("default", WATERMARK_STREAM) and not c.startswith("__")]
+        tasks = [t for c in sorted(set(sources)) for t in context.get_component_tasks(c)]
+        self.watermarks = Watermarks(tasks, self.ruleset.lag)
+        idle = conf.get(IDLE_KEY)
+        self.idle_secs: float | None = float(idle) if idle else None
+        self._last_input = time.monotonic()
+        self._last_wall = time.time()
+
+    def execute(self, tup: Tuple) -> None:
+        if tup.is_tick:
+            self._on_tick()
+            return
+        marks = self.watermarks
+        self._last_input = time.monotonic()
+        if tup.stream == WATERMARK_STREAM:
+            marks.observe(tup.values[0], float(tup.values[1]))
+        else:
+            rule, key, ts, value = tup.values
+            marks.observe(tup.source_task, ts)
+            self.engine.observe(rule, key, ts, value)
+        wm = marks.update()
+        if wm >= self.engine.next_due():
+            self._emit_alerts(self.engine.advance(wm), tup)
+        self.ack(tup)
+
+    def _on_tick(self) -> None:
+        if self.idle_secs is None:
+            return
+        idle = time.monotonic() - self._last_input
+        if idle >= self.idle_secs:
+            # No input for a while: let event time follow the wall clock from the
+            # last known watermark, so silences are noticed.
+            wm = max(self.watermarks.current, self.engine.watermark) + idle
+            self._last_input = time.monotonic()
+            self.watermarks.current = wm
+            self._emit_alerts(self.engine.advance(wm), None)
+
+    def _emit_alerts(self, alerts: list[Alert], anchor: Tuple | None) -> None:
+        anchors = [anchor] if anchor is not None else None
+        for a in alerts:
+            self.emit([a.id, a.rule, a.key, a.state, a.to_dict()], anchors=anchors)
+
+
+def alerting_specs(source: ComponentSpec, par: int = 1, rules: RuleSet | None = None,
+                   tick_secs: float = 1.0) -> tuple[ComponentSpec, ComponentSpec]:
+    """The match and evaluate specs wired behind ``source`` (fields grouping on
+    rule and key; watermarks to every evaluator)."""
+    match_cls: type[RuleMatchBolt] = RuleMatchBolt
+    eval_cls: type[RuleEvalBolt] = RuleEvalBolt
+    if rules is not None:
+        match_cls = type("RuleMatchBolt", (RuleMatchBolt,), {"rules": rules})
+        eval_cls = type("RuleEvalBolt", (RuleEvalBolt,), {"rules": rules})
+    match = match_cls.spec(inputs=[source], par=par,
+                           config={"topology.tick.tuple.freq.secs": tick_secs})
+    evaluate = eval_cls.spec(inputs={match: Grouping.fields("rule", "key"),
+                                     match[WATERMARK_STREAM]: Grouping.all()},
+                             par=par, config={"topology.tick.tuple.freq.secs": tick_secs})
+    return match, evaluate
+
+
+class StatefulRuleEvalBolt(StatefulBolt, RuleEvalBolt):
+    """RuleEvalBolt whose rule state (values in the windows, which alerts are
+    firing, cooldowns, the watermark) is saved at every checkpoint and restored
+    after a restart, so an alert that was firing does not fire again. Inputs are
+    acked once the checkpoint holding them is saved (storm.stateful)."""
+
+    STATE_KEY: ClassVar[str] = "engine"
+
+    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+        RuleEvalBolt.prepare(self, conf, context)
+        StatefulBolt.prepare(self, conf, context)
+
+    def init_state(self, state: KeyValueState) -> None:
+        snap = state.get(self.STATE_KEY)
+        if snap:
+            self.engine.restore(snap)
+            self.restored = True
+        else:
+            self.restored = False
+
+    def pre_commit(self, txid: int) -> None:
+        self.state[self.STATE_KEY] = self.engine.snapshot()
+
+    def execute(self, tup: Tuple) -> None:
+        RuleEvalBolt.execute(self, tup)

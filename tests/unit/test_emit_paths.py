@@ -1,0 +1,112 @@
+"""The specialised emit closures (storm/_runtime.py _FAST_EMIT_TEMPLATE): a
+fields-grouped default stream (per-key cache), a round-robin one (cycled
+entries), an all-grouped one (general default path) and a named stream (generic
+path) must all check values, route and count exactly like the general path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from storm import Bolt, EmitError, Grouping, SerializationError, Spout, Stream, Topology
+from storm._runtime import BoltExecutor, Worker
+from storm._tuple import StreamMeta, Tuple
+
+
+class Src(Spout):
+    outputs = ["k"]
+
+
+class Emitter(Bolt):
+    outputs = [Stream(["k", "v"]), Stream(["k"], name="side")]
+
+
+class Sink(Bolt):
+    pass
+
+
+def make(grouping: Grouping) -> tuple[Worker, BoltExecutor]:
+    class T(Topology):
+        config = {"topology.acker.executors": 0}
+        src = Src.spec()
+        emitter = Emitter.spec(inputs=[src])
+        sink = Sink.spec(inputs={emitter: grouping}, par=3)
+        side = Sink.spec(inputs=[emitter["side"]], par=2)
+
+    spec = T.build()
+    worker = Worker(spec, {t: 0 for t in spec.task_component}, 0, None)
+    ex = next(e for e in worker.bolts if e.component == "emitter")
+    return worker, ex
+
+
+GROUPINGS = [Grouping.fields("k"), Grouping.shuffle(), Grouping.all(), Grouping.global_()]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("grouping", GROUPINGS, ids=lambda g: g.kind)
+def test_fast_paths_check_values_like_the_general_path(grouping: Grouping) -> None:
+    _, ex = make(grouping)
+    emit = ex.instance.emit
+    with pytest.raises(SerializationError, match="'emitter'.*'default'.*field 'v' holds a set"):
+        emit(["a", {1}])
+    with pytest.raises(SerializationError, match="field 'v' holds an int out of the 64-bit range"):
+        emit(["a", 2**64])
+    with pytest.raises(EmitError, match="emitted 1 values on stream 'default', which declares 2"):
+        emit(["a"])
+    with pytest.raises(EmitError, match="emit takes a list of values"):
+        emit("ab")
+    with pytest.raises(EmitError, match="undeclared stream 'nope'"):
+        emit(["a", 1], stream="nope")
+    assert ex.routes["default"].count == 0  # nothing bad was counted or delivered
+    assert all(not e.inbox for e in ex.worker.bolts if e.component == "sink")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("grouping", GROUPINGS, ids=lambda g: g.kind)
+def test_fast_paths_route_count_and_deliver(grouping: Grouping) -> None:
+    worker, ex = make(grouping)
+    sinks = [e for e in worker.bolts if e.component == "sink"]
+    sent: list[Any] = []
+    for i in range(60):
+        sent.append(ex.instance.emit([f"key{i % 7}", i]))
+    ex.instance.emit([["unhashable", "key"], 0])  # a list as the key still routes
+    delivered = sum(len(e.inbox) for e in sinks)
+    assert ex.routes["default"].count == 61
+    per_emit = 3 if grouping.kind == "all" else 1
+    assert delivered == 61 * per_emit
+    assert all(len(tasks) == per_emit for tasks in sent)
+    if grouping.kind == "fields":
+        by_key: dict[str, set[int]] = {}
+        for e in sinks:
+            for tup in e.inbox:
+                by_key.setdefault(str(tup[0]), set()).add(e.task_id)
+        assert all(len(tasks) == 1 for tasks in by_key.values())
+    if grouping.kind == "shuffle":
+        assert sorted(len(e.inbox) for e in sinks) == [20, 20, 21]
+    if grouping.kind == "global":
+        assert [len(e.inbox) for e in sinks] == [61, 0, 0]
+    tup = sinks[0].inbox[0] if sinks[0].inbox else sinks[1].inbox[0]
+    assert isinstance(tup, Tuple) and tup.source_component == "emitter" and tup.stream == "default"
+    assert tup.source_task == ex.task_id and tup.roots is None
+
+
+@pytest.mark.timeout(10)
+def test_named_stream_takes_the_generic_path() -> None:
+    worker, ex = make(Grouping.fields("k"))
+    side = [e for e in worker.bolts if e.component == "side"]
+    for i in range(10):
+        ex.instance.emit([i], stream="side")
+    assert ex.routes["side"].count == 10
+    assert sorted(len(e.inbox) for e in side) == [5, 5]
+    with pytest.raises(SerializationError, match="'side'"):
+        ex.instance.emit([object()], stream="side")
+
+
+def test_stream_meta_is_shared_not_copied() -> None:
+    worker, ex = make(Grouping.shuffle())
+    ex.instance.emit(["a", 1])
+    ex.instance.emit(["b", 2])
+    tuples = [t for e in worker.bolts if e.component == "sink" for t in e.inbox]
+    assert len({id(t.meta) for t in tuples}) == 1
+    assert isinstance(tuples[0].meta, StreamMeta)

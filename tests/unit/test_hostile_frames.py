@@ -1,0 +1,162 @@
+"""Hostile and malformed input to a worker, in process: Worker.receive drops
+and counts every frame or group that is oversized, truncated, not msgpack,
+of the wrong shape or types, or addressed to a task the worker does not run,
+and still delivers every well-formed group beside them; control messages of
+the wrong shape never reach the run loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgpack
+import pytest
+
+from storm import Bolt, Spout, Topology, Tuple
+from storm._runtime import Worker
+from storm._serialization import KIND_TUPLES, check_control, check_group, pack
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Src(Spout):
+    outputs = ["n"]
+
+
+class Sink(Bolt):
+    def execute(self, tup: Tuple) -> None:
+        pass
+
+
+class Pair(Topology):
+    src = Src.spec()
+    sink = Sink.spec(inputs=[src], par=2)
+
+
+def make_worker(max_frame: int | None = None) -> tuple[Worker, int, int, int]:
+    """Worker 0 of 2 (in process, no transport); returns it, one of its sink
+    tasks, a sink task of the other worker, and the src default stream id."""
+    overrides: dict[str, Any] = {"topology.workers": 2, "topology.acker.executors": 0}
+    if max_frame is not None:
+        overrides["topology.transfer.max.frame.bytes"] = max_frame
+    spec = Pair.build(overrides)
+    assignment = spec.assign(2)
+    worker = Worker(spec, assignment, 0, None)
+    sinks = spec.components["sink"].tasks
+    mine = next(t for t in sinks if assignment[t] == 0)
+    other = next(t for t in sinks if assignment[t] == 1)
+    return worker, mine, other, spec.stream_ids[("src", "default")]
+
+
+def batch(*groups: Any) -> bytes:
+    return pack([KIND_TUPLES, list(groups)])
+
+
+def inbox_values(worker: Worker, task: int) -> list[Any]:
+    return [t.values for t in worker.inboxes[task]]
+
+
+def test_a_good_frame_is_delivered() -> None:
+    w, mine, _other, sid = make_worker()
+    assert w.receive([batch([mine, 1, sid, [[1], [2]], None])]) == 2
+    assert inbox_values(w, mine) == [[1], [2]]
+    assert w.dropped_frames == 0
+
+
+@pytest.mark.parametrize("frame", [
+    b"",
+    b"\xc1",  # a byte msgpack never uses
+    b"\xff" * 100,
+    batch([0, 1, 0, [[1]], None])[:-3],  # truncated
+    pack({"0": 1, "1": []}),
+    pack({0: KIND_TUPLES, 1: []}),  # a map that indexes like a list
+    pack([KIND_TUPLES]),
+    pack([KIND_TUPLES, "groups"]),
+    pack([99, []]),
+    pack(["tuples", []]),
+    pack([KIND_TUPLES, [], "extra"]),
+    pack("x" * 1000),
+    pack(12345),
+    b"\x91" * 5000 + b"\xc0",  # nested 5000 deep
+])
+def test_garbage_frames_are_dropped_and_counted(frame: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    w, mine, _other, sid = make_worker()
+    good = batch([mine, 1, sid, [["ok"]], None])
+    with caplog.at_level(logging.ERROR, logger="storm.worker"):
+        assert w.receive([frame, good, frame]) == 1
+    assert inbox_values(w, mine) == [["ok"]]
+    assert w.dropped_frames == 2
+    assert "dropped a frame" in caplog.text
+
+
+@pytest.mark.parametrize("group, problem", [
+    ("x", "5-element list"),
+    ([1, 2, 3], "5-element list"),
+    (["1", 1, 0, [[1]], None], "not an int"),
+    ([1, 1.5, 0, [[1]], None], "not an int"),
+    ([1, 1, True, [[1]], None], "not an int"),
+    ([1, 1, -1, [[1]], None], "stream id -1"),
+    ([1, 1, 10**6, [[1]], None], "stream id"),
+    ([1, 1, 0, "values", None], "tuples are not a list"),
+    ([1, 1, 0, [[1], [2]], [{1: 2}]], "as long as its tuples"),
+    ([1, 1, 0, [[1]], {"r": 1}], "as long as its tuples"),
+])
+def test_malformed_groups_are_dropped_beside_good_ones(group: Any, problem: str) -> None:
+    w, mine, _other, sid = make_worker()
+    assert problem in (check_group(group, len(w.streams)) or "")
+    n = w.receive([batch([mine, 1, sid, [["a"]], None], group, [mine, 1, sid, [["b"]], None])])
+    assert n == 2
+    assert inbox_values(w, mine) == [["a"], ["b"]]
+    assert w.dropped_frames == 1
+
+
+def test_unknown_task_ids_are_dropped_and_counted() -> None:
+    w, mine, other, sid = make_worker()
+    n = w.receive([batch([other, 1, sid, [[1], [2]], None], [10**9, 1, sid, [[3]], None],
+                         [-5, 1, sid, [[4]], None], [mine, 1, sid, [[5]], None])])
+    assert n == 1
+    assert inbox_values(w, mine) == [[5]]
+    assert w.dropped_unknown == 4
+    assert w.dropped_frames == 3
+
+
+def test_oversized_frames_are_dropped() -> None:
+    w, mine, _other, sid = make_worker(max_frame=1024)
+    big = batch([mine, 1, sid, [["x" * 2000]], None])
+    assert len(big) > 1024
+    assert w.receive([big, batch([mine, 1, sid, [["small"]], None])]) == 1
+    assert inbox_values(w, mine) == [["small"]]
+    assert w.dropped_frames == 1
+
+
+def test_a_flood_is_logged_sparingly(caplog: pytest.LogCaptureFixture) -> None:
+    w, mine, _other, sid = make_worker()
+    with caplog.at_level(logging.ERROR, logger="storm.worker"):
+        for _ in range(100):
+            w.receive([b"\xc1"] * 100)
+    assert w.dropped_frames == 10_000
+    assert len(caplog.records) <= 10 + 10
+
+
+def test_rooted_tuples_keep_their_roots() -> None:
+    w, mine, _other, sid = make_worker()
+    w.receive([batch([mine, 1, sid, [[1]], [[7, 9]]])])
+    (tup,) = w.inboxes[mine]
+    assert tup.roots == [7, 9] and tup.ack_val == 0
+
+
+@pytest.mark.parametrize("msg, ok", [
+    (["activate"], True), (["deactivate"], True), (["stop"], True),
+    (["parent", 123], True), (["throttle", 1, True], True),
+    (["parent", "123"], False), (["parent"], False), (["throttle", 1, 1], False),
+    (["throttle", "a", True], False), (["explode"], False), ([], False), ("stop", False),
+    ({"kind": "stop"}, False), (None, False), ([1, 2], False), (["stop", 1], False),
+])
+def test_control_message_schema(msg: Any, ok: bool) -> None:
+    assert (check_control(msg) is None) is ok
+
+
+def test_msgpack_limits_hold() -> None:
+    # A 4-byte header that claims a 4 GiB string must not allocate it.
+    with pytest.raises((ValueError, msgpack.exceptions.ExtraData, Exception)):
+        msgpack.unpackb(b"\xdb\xff\xff\xff\xff", raw=False)
