@@ -1,28 +1,59 @@
 """ZeroMQ transport of one worker: a PULL socket it binds for tuple batches, a PUSH
 socket per peer worker (high-water mark = backpressure), a PULL socket for control
-messages from the process that owns it, and a PUSH socket for reports back."""
+messages from the process that owns it, and a PUSH socket for reports back.
+
+With CURVE keys (cluster mode with storm.security.curve) every socket is
+authenticated and encrypted: the sockets it binds admit the cluster's key only
+(a ZAP handler in this process logs any other peer), the sockets it connects
+present that key."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from ._serialization import MAX_FRAME_BYTES, check_control, pack, unpack
 
+if TYPE_CHECKING:
+    from ._security import CurveKeys, Guard, HandshakeLog
+
 MAX_FRAMES_PER_POLL = 64
 log = logging.getLogger("storm.worker")
+
+
+def serve(sock: zmq.Socket[bytes], curve: CurveKeys | None) -> None:
+    if curve is not None:
+        from ._security import serve as curve_serve
+
+        curve_serve(sock, curve)
+
+
+def connect_with(sock: zmq.Socket[bytes], curve: CurveKeys | None) -> None:
+    if curve is not None:
+        from ._security import connect_with as curve_connect
+
+        curve_connect(sock, curve)
 
 
 class ZmqTransport:
     def __init__(self, index: int, data_endpoints: list[str], control_endpoint: str,
                  report_endpoint: str, hwm: int, peer_controls: list[str] | None = None,
-                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+                 max_frame_bytes: int = MAX_FRAME_BYTES, curve: CurveKeys | None = None) -> None:
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.index = index
         self.dropped_controls = 0
+        self.guard: Guard | None = None
+        self.handshakes: HandshakeLog | None = None
+        if curve is not None:
+            from ._security import HandshakeLog, acquire_guard
+
+            # The ZAP handler must run before a CURVE server socket binds.
+            self.guard = acquire_guard(curve, self.ctx)
+            self.handshakes = HandshakeLog()
         self.data = self.ctx.socket(zmq.PULL)
+        serve(self.data, curve)
         self.data.setsockopt(zmq.RCVHWM, hwm)
         self.data.setsockopt(zmq.LINGER, 0)
         # A peer that sends a bigger frame is disconnected by ZeroMQ before the
@@ -30,6 +61,7 @@ class ZmqTransport:
         self.data.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
         self.data.bind(data_endpoints[index])
         self.control = self.ctx.socket(zmq.PULL)
+        serve(self.control, curve)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.setsockopt(zmq.MAXMSGSIZE, 65536)  # control messages are a few bytes
         self.control.bind(control_endpoint)
@@ -40,11 +72,13 @@ class ZmqTransport:
             s = self.ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.SNDHWM, hwm)
             s.setsockopt(zmq.LINGER, 2000)
+            connect_with(s, curve)
             s.connect(ep)
             self.peers[w] = s
         self.reports = self.ctx.socket(zmq.PUSH)
         self.reports.setsockopt(zmq.LINGER, 2000)
         self.reports.setsockopt(zmq.SNDHWM, 1000)
+        connect_with(self.reports, curve)
         self.reports.connect(report_endpoint)
         # Backpressure signals go straight to every other worker's control socket.
         self.peer_controls: list[zmq.Socket[bytes]] = []
@@ -54,8 +88,13 @@ class ZmqTransport:
             s = self.ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, 1000)
+            connect_with(s, curve)
             s.connect(ep)
             self.peer_controls.append(s)
+        if self.handshakes is not None:
+            self.handshakes.watch(self.data, f"worker {index} data socket")
+            self.handshakes.watch(self.control, f"worker {index} control socket")
+            self.handshakes.start()
         self.poller_all = zmq.Poller()
         self.poller_all.register(self.data, zmq.POLLIN)
         self.poller_all.register(self.control, zmq.POLLIN)
@@ -127,3 +166,9 @@ class ZmqTransport:
         for s in [self.data, self.control, *self.peers.values(), *self.peer_controls]:
             s.close(linger=0)
         self.reports.close(linger=1000)
+        if self.handshakes is not None:
+            self.handshakes.stop()
+        if self.guard is not None:
+            from ._security import release_guard
+
+            release_guard(self.guard)

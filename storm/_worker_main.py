@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-file", default="", help="log here, rotated, instead of to stderr")
     p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024)
     p.add_argument("--log-backups", type=int, default=5)
+    p.add_argument("--curve-keys", default="",
+                   help="directory of the cluster's CURVE keys (storm.security.keys.dir): every socket "
+                        "is then authenticated and encrypted, and admits the cluster's key only")
     return p.parse_args(argv)
 
 
@@ -112,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             if "spec" in locals():
                 hwm = int(spec.config.get("topology.transfer.hwm") or 64)
                 max_frame = int(spec.config.get("topology.transfer.max.frame.bytes") or MAX_FRAME_BYTES)
+            curve = None
+            if args.curve_keys:
+                from ._security import CurveKeys
+
+                curve = CurveKeys.cluster(args.curve_keys)
             transport = ZmqTransport(args.index, endpoints, args.control, args.report, hwm,
                                      peer_controls=json.loads(args.peer_controls),
-                                     max_frame_bytes=max_frame)
+                                     max_frame_bytes=max_frame, curve=curve)
         if args.fingerprint and fingerprint(spec) != args.fingerprint:
             raise RuntimeError(
                 "this worker built a different topology than its launcher (is the topology "

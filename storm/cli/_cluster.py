@@ -1,6 +1,7 @@
 """Cluster commands of the `storm` console script: the daemons (`storm nimbus`,
-`storm supervisor`, `storm cluster up`) and the requests to nimbus (`submit`,
-`list`, `kill`, `activate`, `deactivate`, `rebalance`, `logs`, `supervisors`).
+`storm supervisor`, `storm cluster up`), the requests to nimbus (`submit`,
+`list`, `kill`, `activate`, `deactivate`, `rebalance`, `logs`, `supervisors`)
+and the cluster's CURVE keys (`storm keys generate`, `storm keys add`).
 Each command reads the cluster config (defaults, storm.yaml, -c), does one
 thing, and turns any StormError into one red line and exit code 2.
 
@@ -32,6 +33,8 @@ from ._app import app, fail
 
 cluster_app = typer.Typer(help="Run a whole cluster on this machine.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
+keys_app = typer.Typer(help="The cluster's CURVE keys (storm.security.curve).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[
     list[str] | None,
@@ -44,6 +47,9 @@ ConfFileOpt = Annotated[
                  help="storm.yaml to read (default: $STORM_CONF_FILE, else ~/.storm/storm.yaml)."),
 ]
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The topology's name.", show_default=False)]
+InsecureOpt = Annotated[bool, typer.Option(
+    "--insecure", help="Listen beyond loopback without CURVE (storm.security.curve off): only on a "
+                       "network you trust.")]
 
 
 def _console() -> Console:
@@ -90,14 +96,14 @@ def _duration(seconds: float) -> str:
 
 # -- daemons ---------------------------------------------------------------------------
 @app.command()
-def nimbus(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
+def nimbus(config: ConfigOpt = None, conf_file: ConfFileOpt = None, insecure: InsecureOpt = False) -> None:
     """Run nimbus, the master daemon, in the foreground (Ctrl-C stops it)."""
     with _user_errors():
         conf, _ = _conf(conf_file, config)
         from ..daemon._nimbus import Nimbus
 
         _daemon_logging("nimbus")
-        daemon = Nimbus(conf)
+        daemon = Nimbus(conf, insecure=insecure)
         daemon.bind()
     daemon.serve()
 
@@ -108,6 +114,7 @@ def supervisor(
     conf_file: ConfFileOpt = None,
     keep_workers: Annotated[bool, typer.Option(
         "--keep-workers", help="On Ctrl-C/SIGTERM leave the workers running, for a restart to adopt them.")] = False,
+    insecure: InsecureOpt = False,
 ) -> None:
     """Run a supervisor in the foreground: it runs this host's worker processes."""
     with _user_errors():
@@ -115,7 +122,7 @@ def supervisor(
         from ..daemon._supervisor import Supervisor
 
         _daemon_logging("supervisor")
-        daemon = Supervisor(conf, keep_workers=keep_workers)
+        daemon = Supervisor(conf, keep_workers=keep_workers, insecure=insecure)
         daemon.bind()
     daemon.serve()
 
@@ -305,7 +312,7 @@ def logs(
             if not w.get("logs"):
                 raise StormError(f"the supervisor of worker {w['index']} has no log server registered")
             return request(w["logs"], {"op": "log", "topology": name, "index": w["index"], "offset": offset,
-                                       "lines": lines}, timeout, "supervisor log server")
+                                       "lines": lines}, timeout, "supervisor log server", client.curve)
 
         offsets: dict[int, int] = {}
         failed: list[str] = []
@@ -395,7 +402,7 @@ def _wait(what: str, check: Callable[[], bool], procs: list[subprocess.Popen[byt
 
 
 @cluster_app.command("up")
-def cluster_up(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
+def cluster_up(config: ConfigOpt = None, conf_file: ConfFileOpt = None, insecure: InsecureOpt = False) -> None:
     """Start nimbus and one supervisor on this machine; Ctrl-C stops them all."""
     from ..daemon._client import NimbusError
     from ..daemon._state import local_dir
@@ -411,9 +418,12 @@ def cluster_up(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
         passthrough += ["--conf-file", conf_file]
     for item in config or []:
         passthrough += ["-c", item]
+    if insecure:
+        passthrough.append("--insecure")
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
-    client = _client(conf)
+    with _user_errors():
+        client = _client(conf)
     stop = _StopFlag()
     exit_code = 0
 
@@ -487,3 +497,66 @@ def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+# -- keys ------------------------------------------------------------------------------------
+KeysDirOpt = Annotated[str | None, typer.Option(
+    "--dir", metavar="DIR", help="Where the keys go (default: storm.security.keys.dir, ~/.storm/keys).")]
+
+
+def _keys_dir(directory: str | None, conf_file: str | None, config: list[str] | None) -> Path:
+    from .._security import keys_dir
+
+    if directory:
+        return Path(directory).expanduser()
+    conf, _ = _conf(conf_file, config)
+    return keys_dir(conf)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: KeysDirOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace keys that are there already.")] = False,
+    config: ConfigOpt = None,
+    conf_file: ConfFileOpt = None,
+) -> None:
+    """Write the cluster's CURVE key pair and an admin client pair.
+
+    DIR/cluster.key(_secret) go to every nimbus and supervisor host (with
+    authorized/ and admin/); DIR/client.key(_secret) and DIR/cluster.key to
+    every machine the CLI runs on."""
+    from .._security import generate
+
+    with _user_errors():
+        d = _keys_dir(directory, conf_file, config)
+        written = generate(d, force=force)
+    console = _console()
+    console.print(f"wrote the cluster's CURVE keys in {d}:", soft_wrap=True)
+    for p in written:
+        console.print(f"  {p}", soft_wrap=True, markup=False)
+    console.print("turn CURVE on with -c storm.security.curve=true (or in storm.yaml) on every daemon and "
+                  f"client{'' if directory is None else f', and storm.security.keys.dir={d}'}", soft_wrap=True)
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new client key pair.", show_default=False)],
+    admin: Annotated[bool, typer.Option(
+        "--admin", help="Allow the key to submit, kill, rebalance, activate and deactivate (else read only).")] = False,
+    directory: KeysDirOpt = None,
+    config: ConfigOpt = None,
+    conf_file: ConfFileOpt = None,
+) -> None:
+    """Make a new client key pair and authorize it (read-only unless --admin)."""
+    from .._security import add_client
+
+    with _user_errors():
+        d = _keys_dir(directory, conf_file, config)
+        written = add_client(d, name, admin=admin)
+    console = _console()
+    console.print(f"wrote client key '{name}' ({'admin' if admin else 'read only'}):", soft_wrap=True)
+    for p in written:
+        console.print(f"  {p}", soft_wrap=True, markup=False)
+    console.print(f"copy {d}/authorized{' and admin' if admin else ''} to the nimbus and supervisor hosts; "
+                  f"a client uses it with -c storm.security.client.key={d / (name + '.key_secret')}",
+                  soft_wrap=True)

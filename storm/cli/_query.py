@@ -1,10 +1,16 @@
 """`storm query TARGET STATE [KEY...]`: read the current values of a Trident
 topology's persisted state (a pull query), straight from its backend, while the
-topology runs or after. Only reads; never touches the topology's workers."""
+topology runs or after. Only reads; never touches the topology's workers.
+
+TARGET is a topology file or module (file.py, file.py:Name, module:Name: the
+state is found by building it) or the NAME of a running topology: one that
+`storm local` runs on this machine (its registry under storm.local.dir), else
+one nimbus runs (nimbus describes the states from the stored code)."""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +19,8 @@ from .. import StormError
 from .._config import parse_overrides
 from .._target import build_target, load_target
 from ..trident._pipes import PersistPipe
+from ..trident._registry import factory_from_description, running_local
+from ..trident._state import StateFactory
 from ._app import app, fail
 
 
@@ -38,27 +46,64 @@ def _key(text: str) -> list[Any]:
     return [text]
 
 
+def is_target(text: str) -> bool:
+    """A topology file or module target rather than a running topology's name."""
+    return ":" in text or text.endswith(".py") or "/" in text or os.path.exists(text)
+
+
+def _states_by_name(name: str, config: list[str], conf_file: str | None) -> tuple[str, dict[str, Any]]:
+    """(where, {state: description}) of the running topology `name`: a local
+    one first, else nimbus's."""
+    local = running_local(parse_overrides(config).get("storm.local.dir"))
+    if name in local:
+        return f"local topology '{name}'", local[name].get("states") or {}
+    from ..daemon._client import NimbusUnreachable
+    from ._cluster import _client, _conf
+
+    conf, _ = _conf(conf_file, config)
+    try:
+        reply = _client(conf).call("trident_states", name=name)
+    except NimbusUnreachable as exc:
+        running = ", ".join(sorted(local)) or "none"
+        raise StormError(f"no topology named '{name}' runs under storm local here (running: {running}), "
+                         f"and {exc}") from None
+    return f"cluster topology '{name}'", reply.get("states") or {}
+
+
+def resolve_states(target: str, config: list[str], conf_file: str | None) -> tuple[str, dict[str, Any]]:
+    """(the topology, {state name: factory or description})."""
+    if is_target(target):
+        spec = build_target(load_target(target), parse_overrides(config))
+        return f"topology '{spec.name}'", {n: p.factory for n, p in persisted_states(spec).items()}
+    return _states_by_name(target, config, conf_file)
+
+
 @app.command()
 def query(
     target: Annotated[str, typer.Argument(metavar="TARGET", show_default=False,
-                                          help="The Trident topology (file.py, file.py:Name, module:Name).")],
+                                          help="The Trident topology (file.py, file.py:Name, module:Name) "
+                                               "or the NAME of a running one (storm local or cluster).")],
     state: Annotated[str, typer.Argument(metavar="STATE", show_default=False,
                                          help="The state's name (persistent_aggregate(..., name=...)).")],
     keys: Annotated[list[str] | None, typer.Argument(
         metavar="KEY...", help="Group keys to read (one value, or a JSON list); none: the top --top.")] = None,
     config: Annotated[list[str] | None, typer.Option(
-        "--config", "-c", metavar="KEY=VALUE", help="Config the topology is built with (as for storm local).")] = None,
+        "--config", "-c", metavar="KEY=VALUE",
+        help="Config the topology is built with (as for storm local); with a NAME, the cluster's config "
+             "(nimbus.seeds, storm.local.dir, ...).")] = None,
+    conf_file: Annotated[str | None, typer.Option(
+        "--conf-file", metavar="FILE", help="With a NAME: storm.yaml to read for reaching nimbus.")] = None,
     top: Annotated[int, typer.Option("--top", help="Without KEYs: how many keys, largest values first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Read the current values of a persisted Trident state."""
     try:
-        spec = build_target(load_target(target), parse_overrides(config or []))
-        states = persisted_states(spec)
+        where, states = resolve_states(target, config or [], conf_file)
         if state not in states:
             known = ", ".join(sorted(states)) or "none (not a Trident topology?)"
-            raise StormError(f"topology '{spec.name}' has no state named '{state}'; its states: {known}")
-        factory = states[state].factory
+            raise StormError(f"{where} has no state named '{state}'; its states: {known}")
+        found = states[state]
+        factory = found if isinstance(found, StateFactory) else factory_from_description(state, found, where)
         rows: list[tuple[Any, Any]]
         if keys:
             wanted = [_key(k) for k in keys]

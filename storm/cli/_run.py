@@ -20,6 +20,7 @@ from rich.text import Text
 from .. import LocalCluster, LocalTopology, StormError, TopologySpec
 from .._local import ComponentStats
 from .._prometheus import PrometheusExporter
+from ..trident._registry import register_local, unregister_local
 from ._dashboard import compute_rates, format_count, render_dashboard, throughput
 
 SAMPLE_SECS = 1.0  # how often figures are read and the live dashboard redrawn
@@ -184,9 +185,12 @@ def run_local(
             )
             exporter = _start_exporter(console, topo)
             sys.stdout.flush()
+            # `storm query NAME` finds the topology's states through this entry.
+            registered = register_local(cluster.local_dir, topo.name, topo.target, topo.overrides, topo.spec)
             try:
                 result = _watch(console, topo, duration, stop, live_mode)
             finally:
+                unregister_local(registered)
                 if exporter is not None:
                     exporter.stop()
         finally:

@@ -1,18 +1,26 @@
 """Talking to nimbus: one msgpack request, one msgpack answer over ZeroMQ
 (REQ to nimbus's ROUTER). Owns finding nimbus (`nimbus.seeds`, `nimbus.port`)
 and turning silence or a refusal into one clear error; knows nothing of what
-the requests mean."""
+the requests mean.
+
+Under CURVE (storm.security.curve) the request goes out with the client's key
+pair; a refused key or a failed handshake ends the request at once with one
+clear error, instead of a silent wait for the timeout."""
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from .. import _security
 from .._errors import StormError
+from .._security import CurveKeys
 
 # Supervisor log servers and nimbus answer the same framing.
 DEFAULT_TIMEOUT = 30.0
@@ -52,19 +60,71 @@ def _probe(host: str, port: int, timeout: float) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
-def request(endpoint: str, msg: Mapping[str, Any], timeout: float, what: str) -> dict[str, Any]:
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def _handshake_error(event: Mapping[str, Any], endpoint: str, what: str, curve: CurveKeys | None) -> str | None:
+    """The error a failed handshake means, or None for one worth another try."""
+    kind, value = event["event"], int(event["value"])
+    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        key = _security.z85(curve.public) if curve is not None else "none"
+        return (f"{what} at {endpoint} refused this client's key ({key}, status {value}): it is not an "
+                f"authorized key of the cluster; add it with `storm keys add NAME` where the cluster's keys "
+                f"are made, copy authorized/ to the cluster's hosts, or use an authorized key "
+                f"(storm.security.client.key)")
+    if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            if curve is None:
+                return (f"{what} at {endpoint} requires CURVE and this client does not use it: set "
+                        "storm.security.curve=true (and storm.security.keys.dir)")
+            return (f"this client uses CURVE (storm.security.curve) but {what} at {endpoint} does not; "
+                    "turn it off here or on for the cluster")
+        return f"the handshake with {what} at {endpoint} failed (protocol error 0x{value:x})"
+    if curve is not None:
+        return (f"the CURVE handshake with {what} at {endpoint} failed: the cluster uses another key than "
+                f"{curve.dir}/cluster.key (storm.security.keys.dir), or it is not a storm daemon")
+    return None
+
+
+def request(endpoint: str, msg: Mapping[str, Any], timeout: float, what: str,
+            curve: CurveKeys | None = None) -> dict[str, Any]:
     """Send `msg` to a ROUTER at `endpoint` and return its answer; raise
-    NimbusUnreachable on silence and NimbusError when it answers ok=false."""
+    NimbusUnreachable on silence and NimbusError when it answers ok=false,
+    refuses our key or fails the handshake."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    _security.connect_with(sock, curve)
+    mon = sock.get_monitor_socket(_HANDSHAKE_EVENTS)
     try:
         sock.connect(endpoint)
         sock.send(pack(dict(msg)))
-        if not sock.poll(int(timeout * 1000)):
-            raise NimbusUnreachable(f"{what} at {endpoint} did not answer within {timeout:g}s")
-        reply = unpack(sock.recv())
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(mon, zmq.POLLIN)
+        deadline = time.monotonic() + timeout
+        failures = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NimbusUnreachable(f"{what} at {endpoint} did not answer within {timeout:g}s")
+            events = dict(poller.poll(max(1, int(left * 1000))))
+            if sock in events:
+                reply = unpack(sock.recv())
+                break
+            if mon in events:
+                event = recv_monitor_message(mon)
+                error = _handshake_error(event, endpoint, what, curve)
+                if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                    failures += 1  # twice in a row: not a passing hiccup
+                    if failures < 2:
+                        continue
+                if error is not None:
+                    raise NimbusError(error)
     finally:
+        sock.disable_monitor()
+        mon.close(0)
         sock.close(0)
     if not isinstance(reply, dict):
         raise NimbusError(f"{what} at {endpoint} sent an answer that is not a map")
@@ -80,11 +140,13 @@ class NimbusClient:
         for topo in client.call("list")["topologies"]: ...
     """
 
-    def __init__(self, seeds: list[str], port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, seeds: list[str], port: int, timeout: float = DEFAULT_TIMEOUT,
+                 curve: CurveKeys | None = None) -> None:
         if not seeds:
             raise NimbusUnreachable("nimbus.seeds is empty; name the host nimbus runs on, e.g. -c nimbus.seeds=[127.0.0.1]")
         self.addresses = [split_address(s, port) for s in seeds]
         self.timeout = timeout
+        self.curve = curve
         self._endpoint: str | None = None
 
     @classmethod
@@ -93,7 +155,8 @@ class NimbusClient:
         if isinstance(seeds, str):
             seeds = [seeds]
         return cls([str(s) for s in seeds], int(conf["nimbus.port"]),
-                   float(conf.get("nimbus.client.timeout.secs") or DEFAULT_TIMEOUT))
+                   float(conf.get("nimbus.client.timeout.secs") or DEFAULT_TIMEOUT),
+                   _security.client_keys(conf))
 
     def endpoint(self) -> str:
         if self._endpoint:
@@ -111,4 +174,4 @@ class NimbusClient:
         )
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
-        return request(self.endpoint(), {"op": op, **args}, self.timeout, "nimbus")
+        return request(self.endpoint(), {"op": op, **args}, self.timeout, "nimbus", self.curve)

@@ -15,6 +15,7 @@ import io
 import modulefinder
 import os
 import shutil
+import stat
 import sys
 import sysconfig
 import tarfile
@@ -151,6 +152,56 @@ def _module_files(root: Path, before: set[str], found: set[Path]) -> set[Path]:
     return out
 
 
+def _multilang_files(spec: TopologySpec, root: Path) -> set[Path]:
+    """Files the ShellBolt/ShellSpout children of `spec` run: each `script=`
+    (resolved as storm.multilang resolves it: against the directory of the
+    module that declared it), the local modules a Python script imports, and
+    any word of `command=` / `args=` naming a file under `root` (against the
+    child's working directory). A relative script outside `root` is an error:
+    the cluster's hosts would not have it. Absolute paths outside `root` are
+    left out: they must exist on every host."""
+    from .. import multilang
+
+    out: set[Path] = set()
+    for comp in spec.components.values():
+        conf = comp.config
+        if multilang.KEY_COMMAND not in conf:
+            continue
+        base: Path | None = None
+        mod = sys.modules.get(str(conf.get(multilang.KEY_BASE) or ""))
+        mod_file = getattr(mod, "__file__", None)
+        if mod_file:
+            base = Path(mod_file).resolve().parent
+        script = conf.get(multilang.KEY_SCRIPT)
+        if script and base is not None:
+            raw = Path(str(script))
+            path = (raw if raw.is_absolute() else base / raw).resolve()
+            if _under(path, root):
+                if not path.is_file():
+                    raise StormError(f"component '{comp.name}': its multi-lang script {path} does not exist")
+                out.add(path)
+                if path.suffix == ".py":
+                    out.update(p for p in _static_imports(path, path.parent) if _under(p, root))
+            elif not raw.is_absolute():
+                raise StormError(
+                    f"component '{comp.name}': its multi-lang script {script} ({path}) is outside the "
+                    f"topology's directory {root}, so it cannot be packed for the cluster; move it under "
+                    "that directory or give an absolute path that exists on every host")
+        if base is None:
+            continue  # without a script the child runs in the worker's own directory
+        cwd = conf.get(multilang.KEY_CWD)
+        child_cwd = (base / str(cwd)).resolve() if cwd and not Path(str(cwd)).is_absolute() else \
+            Path(str(cwd)) if cwd else base
+        for word in [*(conf.get(multilang.KEY_COMMAND) or []), *(conf.get(multilang.KEY_ARGS) or [])]:
+            word = str(word)
+            if not word or word.startswith("-"):
+                continue
+            candidate = (child_cwd / word).resolve()
+            if _under(candidate, root) and candidate.is_file():
+                out.add(candidate)
+    return out
+
+
 def _origin(module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin or not spec.has_location:
@@ -185,6 +236,7 @@ def package_target(target: str, overrides: Mapping[str, Any] | None = None) -> t
         files: set[Path] = set()  # an installed package: the cluster has it too
     else:
         files = _module_files(root, before, _static_imports(entry_file, root))
+        files |= _multilang_files(spec, root)
     if entry.endswith(".py"):
         files.add(root / entry)
         rel_target = entry + (f":{attr}" if attr else "")
@@ -198,7 +250,8 @@ def package_target(target: str, overrides: Mapping[str, Any] | None = None) -> t
             data = (root / name).read_bytes()
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            info.mode = 0o644
+            # An executable (a multi-lang command) stays executable on the cluster's hosts.
+            info.mode = 0o755 if (root / name).stat().st_mode & stat.S_IXUSR else 0o644
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
     archive = buf.getvalue()

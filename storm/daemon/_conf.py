@@ -16,7 +16,8 @@ from .._errors import ConfigError
 
 # Keys that configure the cluster (where nimbus is, the state store), not a
 # topology: `storm submit -c` uses them to reach nimbus and does not pass them on.
-CLUSTER_PREFIXES = ("nimbus.", "supervisor.", "storm.zookeeper.", "storm.cluster.", "storm.local.hostname")
+CLUSTER_PREFIXES = ("nimbus.", "supervisor.", "storm.zookeeper.", "storm.cluster.", "storm.local.hostname",
+                    "storm.security.")
 
 
 def conf_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import zmq
 
-from .. import __version__
+from .. import __version__, _security
 from .._errors import StormError
 from .._metrics import MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._client import pack, unpack
@@ -62,8 +62,13 @@ def _component_tasks(components: Mapping[str, Any]) -> dict[str, tuple[str, list
 
 
 class Nimbus:
-    def __init__(self, conf: Mapping[str, Any], state: ClusterState | None = None) -> None:
+    def __init__(self, conf: Mapping[str, Any], state: ClusterState | None = None,
+                 insecure: bool = False) -> None:
         self.conf = dict(conf)
+        _security.check_bind(self.conf, str(self.conf["nimbus.host"]), "nimbus", "nimbus.host", insecure)
+        self.curve = _security.cluster_keys(self.conf)
+        self._guard: _security.Guard | None = None
+        self._handshakes: _security.HandshakeLog | None = None
         self.state = state or open_state(self.conf)
         self.dir = local_dir(self.conf) / "nimbus"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -86,8 +91,12 @@ class Nimbus:
     # -- serving ------------------------------------------------------------------
     def bind(self) -> None:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        if self.curve is not None and self._guard is None:
+            # Clients need a key in authorized/ to connect, one in admin/ to change anything.
+            self._guard = _security.acquire_guard(self.curve, ctx, clients=True)
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        _security.serve(sock, self.curve, _security.DOMAIN_CLIENTS)
         try:
             sock.bind(f"tcp://{self.host}:{self.port}")
         except zmq.ZMQError as exc:
@@ -97,6 +106,10 @@ class Nimbus:
                 "running? set nimbus.host / nimbus.port"
             ) from exc
         self._sock = sock
+        if self.curve is not None:
+            self._handshakes = _security.HandshakeLog()
+            self._handshakes.watch(sock, "nimbus", hangups=False)
+            self._handshakes.start()
 
     def serve(self) -> None:
         """Answer requests and watch the cluster until SIGTERM/SIGINT."""
@@ -112,7 +125,8 @@ class Nimbus:
         self.state.put_obj(paths.NIMBUS, {"host": self.host, "port": self.port, "pid": os.getpid(),
                                           "hostname": socket.gethostname(), "started": time.time(),
                                           "version": __version__})
-        log.info("nimbus listening on %s:%d, state in %s", self.host, self.port, self.state.describe())
+        log.info("nimbus listening on %s:%d, state in %s, %s", self.host, self.port, self.state.describe(),
+                 f"CURVE on (keys in {self.curve.dir})" if self.curve is not None else "CURVE off")
         self._start_exporter()
         next_monitor = 0.0
         try:
@@ -134,32 +148,51 @@ class Nimbus:
                 self.exporter.stop()
             self._sock.close(0)
             self.state.close()
+            if self._handshakes is not None:
+                self._handshakes.stop()
+            if self._guard is not None:
+                _security.release_guard(self._guard)
             log.info("nimbus stopped")
 
     def _answer_all(self) -> None:
         assert self._sock is not None
         while True:
             try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             if len(frames) < 3:
                 continue
             ident, payload = frames[0], frames[-1]
-            reply = self.handle_raw(payload)
-            self._sock.send_multipart([ident, b"", pack(reply)])
+            # Under CURVE the ZAP handler set the sender's User-Id: its z85 public key.
+            user = _security.user_id(payload) if self.curve is not None else None
+            reply = self.handle_raw(payload.bytes, user)
+            self._sock.send_multipart([ident.bytes, b"", pack(reply)])
 
-    def handle_raw(self, payload: bytes) -> dict[str, Any]:
+    def handle_raw(self, payload: bytes, user: str | None = None) -> dict[str, Any]:
         try:
             msg = unpack(payload)
             if not isinstance(msg, dict):
                 raise RequestError("a request must be a map with an 'op'")
+            self.authorize(msg.get("op"), user)
             return self.handle(msg)
         except StormError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:
             log.exception("request failed")
             return {"ok": False, "error": f"nimbus failed on this request: {type(exc).__name__}: {exc}"}
+
+    def authorize(self, op: Any, user: str | None) -> None:
+        """Under CURVE, only admin keys may change the cluster (any authorized key may read)."""
+        if self.curve is None or op not in _security.ADMIN_OPS:
+            return
+        if self._guard is None or not self._guard.is_admin(user):
+            log.warning("refused %s from client key %s: not an admin key", op, user)
+            raise RequestError(
+                f"not allowed to {op}: this client's key ({user}) may read but not change the cluster; "
+                f"only keys in {self.curve.dir / _security.ADMIN} on the nimbus "
+                "host may submit, kill, rebalance, activate or deactivate (storm keys add NAME --admin)"
+            )
 
     def handle(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         op = msg.get("op")
@@ -585,6 +618,20 @@ class Nimbus:
         return aggregate(topo["name"], _component_tasks(topo["components"]), history, time.monotonic(),
                          workers=workers, errors=errors[-20:], error_count=error_count,
                          uptime=max(uptime, 0.0), status=str(topo.get("status") or ""))
+
+    def op_trident_states(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Read-only: where a topology's persisted Trident states live (backend
+        and location, built from its stored code in a subprocess), for
+        `storm query NAME`."""
+        from ..trident._registry import describe_in_subprocess
+
+        topo = self._topology(msg.get("name"))
+        try:
+            states = describe_in_subprocess(self._code_dir(topo["sha"]), topo["target"], topo["overrides"],
+                                            topo.get("parallelism") or {}, INSPECT_TIMEOUT)
+        except StormError as exc:
+            raise RequestError(str(exc)) from None
+        return {"name": topo["name"], "states": states}
 
     def op_stats(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         """Every figure of one topology over the metrics windows (storm stats, storm monitor)."""

@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 import zmq
 
+from .. import _security
 from .._errors import StormError
 from ._client import pack, unpack
 from ._code import resolve_target
@@ -100,7 +101,7 @@ def _advertised_host(conf: Mapping[str, Any]) -> str:
 
 class Supervisor:
     def __init__(self, conf: Mapping[str, Any], state: ClusterState | None = None,
-                 keep_workers: bool = False) -> None:
+                 keep_workers: bool = False, insecure: bool = False) -> None:
         self.conf = dict(conf)
         ports = self.conf["supervisor.slots.ports"]
         if not isinstance(ports, list) or not ports or not all(
@@ -108,6 +109,12 @@ class Supervisor:
             raise StormError(f"supervisor.slots.ports must be a list of port numbers, got {ports!r}")
         self.ports = sorted(set(ports))
         self.host = _advertised_host(self.conf)
+        # Workers bind their data sockets on this address too.
+        _security.check_bind(self.conf, self.host, "the supervisor (and its workers)", "storm.local.hostname",
+                             insecure)
+        self.curve = _security.cluster_keys(self.conf)
+        self._guard: _security.Guard | None = None
+        self._handshakes: _security.HandshakeLog | None = None
         self.dir = local_dir(self.conf) / "supervisor"
         self.dir.mkdir(parents=True, exist_ok=True)
         log_dir = self.conf.get("storm.log.dir")
@@ -158,11 +165,16 @@ class Supervisor:
 
     # -- sockets ------------------------------------------------------------------
     def bind(self) -> None:
+        if self.curve is not None and self._guard is None:
+            # Workers report with the cluster key; `storm logs` clients need a key in authorized/.
+            self._guard = _security.acquire_guard(self.curve, self._ctx, clients=True)
         self._report = self._ctx.socket(zmq.PULL)
         self._report.setsockopt(zmq.LINGER, 0)
+        _security.serve(self._report, self.curve, _security.DOMAIN_CLUSTER)
         self._report.bind(self.report_endpoint)
         self._logs = self._ctx.socket(zmq.ROUTER)
         self._logs.setsockopt(zmq.LINGER, 0)
+        _security.serve(self._logs, self.curve, _security.DOMAIN_CLIENTS)
         port = int(self.conf["supervisor.logs.port"])
         try:
             if port:
@@ -172,6 +184,11 @@ class Supervisor:
         except zmq.ZMQError as exc:
             raise StormError(f"supervisor cannot listen for log requests on {self.host}:{port}: {exc}") from exc
         self.logs_endpoint = f"tcp://{self.host}:{port}"
+        if self.curve is not None:
+            self._handshakes = _security.HandshakeLog()
+            self._handshakes.watch(self._logs, "the supervisor's log server", hangups=False)
+            self._handshakes.watch(self._report, "the supervisor's report socket")
+            self._handshakes.start()
 
     def _control(self, w: LocalWorker) -> zmq.Socket[bytes]:
         s = self._controls.get(w.control)
@@ -179,6 +196,7 @@ class Supervisor:
             s = self._ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, 100)
+            _security.connect_with(s, self.curve)
             s.connect(w.control)
             self._controls[w.control] = s
         return s
@@ -201,8 +219,9 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
         self._adopt()
-        log.info("supervisor %s on %s, slots %s, state in %s, logs in %s", self.id[:12], self.host,
-                 self.ports, self.state.describe(), self.log_dir)
+        log.info("supervisor %s on %s, slots %s, state in %s, logs in %s, %s", self.id[:12], self.host,
+                 self.ports, self.state.describe(), self.log_dir,
+                 f"CURVE on (keys in {self.curve.dir})" if self.curve is not None else "CURVE off")
         poller = zmq.Poller()
         poller.register(self._report, zmq.POLLIN)
         poller.register(self._logs, zmq.POLLIN)
@@ -265,6 +284,10 @@ class Supervisor:
             if sock is not None:
                 sock.close(0)
         self.state.close()
+        if self._handshakes is not None:
+            self._handshakes.stop()
+        if self._guard is not None:
+            _security.release_guard(self._guard)
         if not self.keep_workers:
             shutil.rmtree(self.sock_dir, ignore_errors=True)
         log.info("supervisor stopped")
@@ -341,6 +364,8 @@ class Supervisor:
             "--log-max-bytes", str(int(self.conf["worker.log.max.bytes"])),
             "--log-backups", str(int(self.conf["worker.log.backups"])),
         ]
+        if self.curve is not None:
+            cmd += ["--curve-keys", str(self.curve.dir)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *(p for p in sys.path if p)])
         env.setdefault("PYTHONUNBUFFERED", "1")

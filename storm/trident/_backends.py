@@ -173,3 +173,134 @@ class PostgresState(StateFactory):
             return {k: current_value(self.kind, v) for k, v in b.all().items()}
         finally:
             b.close()
+
+
+# -- batch metadata on the state's server ---------------------------------------------
+#
+# The same operations as the SQLite MetaStore (storm.trident._spouts), kept on
+# the Redis / PostgreSQL server of the topology's state, so that a worker
+# restarted on another host finds the offsets of every batch in flight and the
+# last committed txid.
+
+
+class RedisMetaStore:
+    """Batch metadata in Redis keys under `prefix`: one hash per (component,
+    partition) of txid -> "start,stop", and strings for the committed txid
+    and reserved attempts."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        try:
+            import redis
+        except ImportError as exc:
+            raise _client_missing("redis", exc) from exc
+        self.r: Any = redis.Redis.from_url(url)
+        self.prefix = prefix
+
+    def _batches(self, comp: str, part: int) -> str:
+        return f"{self.prefix}:batches:{comp}:{part}"
+
+    def get(self, comp: str, part: int, txid: int) -> tuple[int, int] | None:
+        raw = self.r.hget(self._batches(comp, part), str(txid))
+        if raw is None:
+            return None
+        start, stop = raw.decode().split(",")
+        return int(start), int(stop)
+
+    def put(self, comp: str, part: int, txid: int, start: int, stop: int, drop_later: bool) -> None:
+        key = self._batches(comp, part)
+        # One emitter task owns a partition: nobody else writes this hash meanwhile.
+        later = [k for k in self.r.hkeys(key) if int(k) > txid] if drop_later else []
+        pipe = self.r.pipeline(transaction=True)
+        if later:
+            pipe.hdel(key, *later)
+        pipe.hset(key, str(txid), f"{start},{stop}")
+        pipe.sadd(f"{self.prefix}:batch-keys", key)
+        pipe.execute()
+
+    def committed(self, name: str) -> int:
+        raw = self.r.get(f"{self.prefix}:committed:{name}")
+        return int(raw) if raw is not None else 0
+
+    def set_committed(self, name: str, txid: int) -> None:
+        self.r.set(f"{self.prefix}:committed:{name}", txid)
+        if txid % 50 == 0:  # offsets of long-committed batches are never read again
+            for key in self.r.smembers(f"{self.prefix}:batch-keys"):
+                old = [k for k in self.r.hkeys(key) if int(k) < txid - 100]
+                if old:
+                    self.r.hdel(key, *old)
+
+    def reserved_attempts(self, name: str) -> int:
+        raw = self.r.get(f"{self.prefix}:attempts:{name}")
+        return int(raw) if raw is not None else 0
+
+    def reserve_attempts(self, name: str, upto: int) -> None:
+        self.r.set(f"{self.prefix}:attempts:{name}", upto)
+
+    def close(self) -> None:
+        self.r.close()
+
+
+class PostgresMetaStore:
+    """Batch metadata in PostgreSQL tables `<prefix>_batches`,
+    `<prefix>_coordinator` and `<prefix>_attempts`; each write one transaction."""
+
+    def __init__(self, dsn: str, prefix: str) -> None:
+        if not _IDENT.match(prefix):
+            raise StormError(f"PostgreSQL metadata prefix {prefix!r}: use letters, digits and '_' only")
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise _client_missing("psycopg", exc) from exc
+        self.conn: Any = psycopg.connect(dsn)
+        self.p = prefix
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(7432)")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {prefix}_batches (comp TEXT, part INTEGER, txid BIGINT, "
+                        "start BIGINT, stop BIGINT, PRIMARY KEY (comp, part, txid))")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {prefix}_coordinator (name TEXT PRIMARY KEY, committed BIGINT)")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {prefix}_attempts (name TEXT PRIMARY KEY, reserved BIGINT)")
+        self.conn.commit()
+
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Any:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            row = cur.fetchone()
+        self.conn.rollback()  # end the read's transaction
+        return row
+
+    def get(self, comp: str, part: int, txid: int) -> tuple[int, int] | None:
+        row = self._one(f"SELECT start, stop FROM {self.p}_batches WHERE comp=%s AND part=%s AND txid=%s",
+                        (comp, part, txid))
+        return (int(row[0]), int(row[1])) if row else None
+
+    def put(self, comp: str, part: int, txid: int, start: int, stop: int, drop_later: bool) -> None:
+        with self.conn.cursor() as cur:
+            if drop_later:
+                cur.execute(f"DELETE FROM {self.p}_batches WHERE comp=%s AND part=%s AND txid>%s", (comp, part, txid))
+            cur.execute(f"INSERT INTO {self.p}_batches VALUES (%s, %s, %s, %s, %s) ON CONFLICT (comp, part, txid) "
+                        "DO UPDATE SET start = EXCLUDED.start, stop = EXCLUDED.stop", (comp, part, txid, start, stop))
+        self.conn.commit()
+
+    def committed(self, name: str) -> int:
+        row = self._one(f"SELECT committed FROM {self.p}_coordinator WHERE name=%s", (name,))
+        return int(row[0]) if row else 0
+
+    def set_committed(self, name: str, txid: int) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {self.p}_coordinator VALUES (%s, %s) ON CONFLICT (name) "
+                        "DO UPDATE SET committed = EXCLUDED.committed", (name, txid))
+            cur.execute(f"DELETE FROM {self.p}_batches WHERE txid < %s", (txid - 100,))
+        self.conn.commit()
+
+    def reserved_attempts(self, name: str) -> int:
+        row = self._one(f"SELECT reserved FROM {self.p}_attempts WHERE name=%s", (name,))
+        return int(row[0]) if row else 0
+
+    def reserve_attempts(self, name: str, upto: int) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {self.p}_attempts VALUES (%s, %s) ON CONFLICT (name) "
+                        "DO UPDATE SET reserved = EXCLUDED.reserved", (name, upto))
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()

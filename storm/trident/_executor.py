@@ -6,7 +6,8 @@ the batch's whole tuple tree is acked when every task has finished it; then,
 strictly in txid order, [txid, attempt] on stream "commit" (to every task of a
 persisting component). A failed batch or commit is re-emitted with a new
 attempt, together with every later batch in flight. The last committed txid is
-stored durably (MetaStore), so a restarted coordinator resumes after it.
+stored durably (open_meta: a SQLite MetaStore, or the Redis / PostgreSQL server
+of the topology's state), so a restarted coordinator resumes after it.
 
 `TridentBolt` runs one component's pipes. Data tuples carry [txid, attempt,
 *values]; each task tells every task downstream how many tuples it sent it for a
@@ -29,9 +30,10 @@ from typing import Any, ClassVar
 from .._component import Bolt, Spout
 from .._context import TopologyContext
 from .._tuple import Tuple
+from ._backends import PostgresMetaStore, PostgresState, RedisMetaStore, RedisState
 from ._pipes import BatchPipe, PersistPipe, Pipe
-from ._spouts import MetaStore, TridentSpout
-from ._state import TxidMapState
+from ._spouts import Meta, MetaStore, TridentSpout
+from ._state import StateFactory, TxidMapState
 
 BATCH_STREAM = "batch"
 COMMIT_STREAM = "commit"
@@ -41,6 +43,7 @@ ATTEMPT = "$attempt"
 INTERVAL_KEY = "topology.trident.batch.emit.interval.millis"
 ATTEMPT_BLOCK = 60_000_000  # attempt ids reserved per metadata write (a minute of microseconds)
 META_KEY = "topology.trident.meta.path"
+META_BACKEND_KEY = "topology.trident.meta.backend"
 
 
 def meta_path(conf: dict[str, Any]) -> str:
@@ -50,6 +53,30 @@ def meta_path(conf: dict[str, Any]) -> str:
         return str(path)
     base = conf.get("storm.local.dir") or os.path.join(tempfile.gettempdir(), "storm-local")
     return os.path.join(str(base), "trident", f"{conf.get('topology.name', 'trident')}.meta.sqlite")
+
+
+def meta_server_state(states: Sequence[StateFactory]) -> StateFactory | None:
+    """The state whose Redis / PostgreSQL server also keeps the batch metadata
+    (the first such of the topology's states), or None."""
+    for f in states:
+        if isinstance(f, (RedisState, PostgresState)):
+            return f
+    return None
+
+
+def open_meta(conf: dict[str, Any], server_state: StateFactory | None = None) -> Meta:
+    """The batch metadata store: a SQLite file (`topology.trident.meta.path`,
+    else the default per topology name) unless the topology keeps a state on a
+    Redis / PostgreSQL server and neither that path nor
+    ``topology.trident.meta.backend: sqlite`` is set: then on that server,
+    next to the state (keys `<hash>:trident-meta:*`, tables `<table>__meta_*`),
+    so that a worker restarted on another host resumes where it was."""
+    if conf.get(META_KEY) or server_state is None or conf.get(META_BACKEND_KEY) == "sqlite":
+        return MetaStore(meta_path(conf))
+    if isinstance(server_state, RedisState):
+        return RedisMetaStore(server_state.url, f"{server_state.name}:trident-meta")
+    assert isinstance(server_state, PostgresState)
+    return PostgresMetaStore(server_state.dsn, f"{server_state.table}__meta")
 
 
 @dataclass
@@ -62,9 +89,10 @@ class MasterCoordinator(Spout):
     """Numbers batches and orders commits; see the module docstring."""
 
     outputs: ClassVar[Any] = None  # declared by the compiler
+    meta_state: ClassVar[StateFactory | None] = None  # set by the compiler: see open_meta
 
     def open(self, conf: dict[str, Any], context: TopologyContext) -> None:
-        self.meta = MetaStore(meta_path(conf))
+        self.meta = open_meta(conf, self.meta_state)
         self.name = str(conf.get("topology.name"))
         self.committed = self.meta.committed(self.name)
         pending = conf.get("topology.max.spout.pending")
@@ -169,6 +197,9 @@ class TridentBolt(Bolt):
     spout: ClassVar[TridentSpout | None] = None
     upstream: ClassVar[tuple[str, ...]] = ()
     downstream: ClassVar[tuple[str, ...]] = ()
+    # A join component: (source component, stream) -> the pipe its tuples enter.
+    side_roots: ClassVar[dict[tuple[str, str], Pipe]] = {}
+    meta_state: ClassVar[StateFactory | None] = None  # set by the compiler: see open_meta
     outputs: ClassVar[Any] = None
 
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
@@ -181,9 +212,9 @@ class TridentBolt(Bolt):
         self.aggregators = [p for p in self.pipes if isinstance(p, BatchPipe)]
         self.persisters = [p for p in self.pipes if isinstance(p, PersistPipe)]
         self.states: dict[int, TxidMapState] = {}
-        self.meta: MetaStore | None = None
+        self.meta: Meta | None = None
         if self.spout is not None:
-            self.meta = MetaStore(meta_path(conf))
+            self.meta = open_meta(conf, self.meta_state)
             n = len(context.get_component_tasks(self.component))
             self.partitions = [p for p in range(self.spout.partitions) if p % n == context.this_task_index]
             self.positions: dict[int, int] = {}  # non-transactional spouts: offsets in memory
@@ -223,7 +254,8 @@ class TridentBolt(Bolt):
             b.received[src] += 1
             if not b.failed:
                 try:
-                    self.root.push(list(values[2:]), b)
+                    root = self.side_roots[(tup.meta.component, stream)] if self.side_roots else self.root
+                    root.push(list(values[2:]), b)
                 except Exception as exc:
                     # The batch fails when this task has all of it (below).
                     b.failed = True

@@ -208,3 +208,76 @@ class PersistPipe(Pipe):
                     return acc
                 updates[encode_key(key)] = fold
         state.apply(txid, updates)
+
+
+JOIN_HOWS = ("inner", "left", "outer")
+
+
+class JoinPipe(BatchPipe):
+    """join: the root of a join component. Each side's tuples of a batch are
+    collected per join key (by a `JoinSidePipe`); when this task has the whole
+    batch, every pair of rows with equal keys is pushed on as join fields + the
+    rest of the left row + the rest of the right row. "left" also pushes left
+    rows without a match (right fields None), "outer" right rows without a
+    match as well (left fields None). Equal keys meet in one task because both
+    inputs are fields-grouped on their join fields."""
+
+    def __init__(self, pid: int, out_fields: Sequence[str], left_fields: Sequence[str],
+                 left_on: Sequence[str], right_fields: Sequence[str], right_on: Sequence[str],
+                 how: str) -> None:
+        super().__init__(pid, out_fields)
+        self.how = how
+        self.keys = (_selector(left_fields, left_on), _selector(right_fields, right_on))
+        self.rests = (_selector(left_fields, [f for f in left_fields if f not in left_on]),
+                      _selector(right_fields, [f for f in right_fields if f not in right_on]))
+        self.widths = (len(left_fields) - len(left_on), len(right_fields) - len(right_on))
+
+    def add(self, side: int, values: list[Any], b: BatchRecord) -> None:
+        sides: tuple[dict[tuple[Any, ...], list[list[Any]]], ...] | None = b.aggs.get(self.pid)
+        if sides is None:
+            sides = b.aggs[self.pid] = ({}, {})
+        sides[side].setdefault(tuple(self.keys[side](values)), []).append(self.rests[side](values))
+
+    def push(self, values: list[Any], b: BatchRecord) -> None:
+        raise RuntimeError("a join's input arrives through its side pipes")
+
+    def finish(self, b: BatchRecord) -> None:
+        left, right = b.aggs.pop(self.pid, ({}, {}))
+        children = self.children
+        none_left = [None] * self.widths[0]
+        none_right = [None] * self.widths[1]
+        for key, lrows in left.items():
+            rrows = right.get(key)
+            if rrows is None:
+                if self.how == "inner":
+                    continue
+                rrows = [none_right]
+            for lrow in lrows:
+                for rrow in rrows:
+                    out = [*key, *lrow, *rrow]
+                    for c in children:
+                        c.push(out, b)
+        if self.how == "outer":
+            for key, rrows in right.items():
+                if key in left:
+                    continue
+                for rrow in rrows:
+                    out = [*key, *none_left, *rrow]
+                    for c in children:
+                        c.push(out, b)
+
+
+class JoinSidePipe(Pipe):
+    """Where one input stream of a join component enters: hands each tuple to
+    the component's JoinPipe as side 0 (left) or 1 (right)."""
+
+    def __init__(self, pid: int, fields: Sequence[str], join: JoinPipe, side: int) -> None:
+        super().__init__(pid, fields)
+        self.join = join
+        self.side = side
+
+    def push(self, values: list[Any], b: BatchRecord) -> None:
+        self.join.add(self.side, values, b)
+
+    def describe(self) -> str:
+        return f"join {'left' if self.side == 0 else 'right'} side"

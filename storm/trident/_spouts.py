@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .._errors import StormError
 
@@ -97,6 +97,25 @@ class NonTransactionalListSpout(TransactionalListSpout):
     (at-most-once; a restarted worker starts its partitions over)."""
 
     kind = "non_transactional"
+
+
+class Meta(Protocol):
+    """What the coordinator and emitters need of a metadata store (the SQLite
+    MetaStore below; RedisMetaStore / PostgresMetaStore in _backends)."""
+
+    def get(self, comp: str, part: int, txid: int) -> tuple[int, int] | None: ...
+
+    def put(self, comp: str, part: int, txid: int, start: int, stop: int, drop_later: bool) -> None: ...
+
+    def committed(self, name: str) -> int: ...
+
+    def set_committed(self, name: str, txid: int) -> None: ...
+
+    def reserved_attempts(self, name: str) -> int: ...
+
+    def reserve_attempts(self, name: str, upto: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class MetaStore:

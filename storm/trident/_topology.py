@@ -2,9 +2,11 @@
 
 Operations that keep a batch's partitioning (each, map, flat_map, filter,
 project, partition_aggregate) are fused into the component of their stream;
-repartitions (shuffle, partition_by, group_by, global_, broadcast, merge)
-start a new component. Every component is a `TridentBolt` subclass made here,
-plus one `MasterCoordinator` spout ("trident-coord")."""
+repartitions (shuffle, partition_by, group_by, global_, broadcast, merge,
+join) start a new component. A join component has two inputs, fields-grouped
+on the join fields, each entering through its own side pipe into the join's
+batch buffer. Every component is a `TridentBolt` subclass made here, plus one
+`MasterCoordinator` spout ("trident-coord")."""
 
 from __future__ import annotations
 
@@ -24,10 +26,22 @@ from ._executor import (
     TXID,
     MasterCoordinator,
     TridentBolt,
+    meta_server_state,
     stream_fields,
 )
 from ._operations import Aggregator, CombinerAggregator, ReducerAggregator
-from ._pipes import AggregatePipe, EmitPipe, FunctionPipe, PersistPipe, Pipe, QueryPipe, _rows
+from ._pipes import (
+    JOIN_HOWS,
+    AggregatePipe,
+    EmitPipe,
+    FunctionPipe,
+    JoinPipe,
+    JoinSidePipe,
+    PersistPipe,
+    Pipe,
+    QueryPipe,
+    _rows,
+)
 from ._spouts import TridentSpout
 from ._state import StateFactory
 
@@ -48,6 +62,7 @@ class _Component:
         self.inputs: list[tuple[str, str, Grouping]] = []
         self.downstream: list[str] = []
         self.streams: dict[str, tuple[str, ...]] = {}
+        self.side_roots: dict[tuple[str, str], Pipe] = {}  # join components only
 
     def add(self, parent: Pipe, pipe: Pipe) -> Pipe:
         parent.children.append(pipe)
@@ -204,6 +219,14 @@ class Stream:
     def global_(self) -> Stream:
         return self._repartition(Grouping.global_(), 1, "global")
 
+    def join(self, other: Stream, on: str | Sequence[str], other_on: str | Sequence[str] | None = None,
+             out_fields: str | Sequence[str] | None = None, how: str = "inner", par: int = 1) -> Stream:
+        """Join this stream with `other` within each batch, on fields `on` of
+        this stream equal to `other_on` (default: the same names) of `other`:
+        ``orders.join(users, on="user_id")``. See TridentTopology.join."""
+        return self._comp.topo.join(self, on, other, on if other_on is None else other_on,
+                                    out_fields, how, par)
+
     def group_by(self, fields: str | Sequence[str]) -> GroupedStream:
         fs = _fieldlist(fields)
         _check_fields("group_by", self.fields, fs)
@@ -293,7 +316,7 @@ class TridentTopology:
         self.components[name] = c
         return c
 
-    def _connect(self, src: Stream, dest: _Component, grouping: Grouping) -> None:
+    def _connect(self, src: Stream, dest: _Component, grouping: Grouping) -> tuple[str, str]:
         c = src._comp
         sname = f"s{len(c.streams) + 1}"
         c.streams[sname] = src.fields
@@ -301,6 +324,7 @@ class TridentTopology:
         dest.inputs.append((c.name, sname, grouping))
         if dest.name not in c.downstream:
             c.downstream.append(dest.name)
+        return c.name, sname
 
     def new_stream(self, name: str, spout: TridentSpout, par: int = 1) -> Stream:
         """A stream of the batches `spout` emits; `par` emitter tasks share its partitions."""
@@ -323,6 +347,53 @@ class TridentTopology:
             self._connect(s, comp, Grouping.shuffle())
         return Stream(comp, comp.pipes[0])
 
+    def join(self, left: Stream, left_fields: str | Sequence[str], right: Stream,
+             right_fields: str | Sequence[str], out_fields: str | Sequence[str] | None = None,
+             how: str = "inner", par: int = 1) -> Stream:
+        """Join the tuples of `left` and `right` of the same batch whose
+        `left_fields` equal their `right_fields` (Trident's join: within a
+        batch, never across batches). Rows are the join fields, then the other
+        fields of `left`, then the other fields of `right`; `out_fields` renames
+        them (default: the left join fields' names and the others' own, which
+        must not clash). ``how="left"`` keeps left tuples without a match
+        (right fields None), ``"outer"`` right ones too. Both inputs are
+        fields-grouped on their join fields over `par` tasks, and a task emits
+        its joined rows when it has the whole batch."""
+        if how not in JOIN_HOWS:
+            raise TopologyError(f"join: how={how!r} is unknown; use one of {', '.join(JOIN_HOWS)}")
+        lf, rf = _fieldlist(left_fields), _fieldlist(right_fields)
+        if not lf or len(lf) != len(rf):
+            raise TopologyError(f"join: give as many join fields for each stream (at least one), "
+                                f"got {list(lf)} and {list(rf)}")
+        _check_fields("join (left stream)", left.fields, lf)
+        _check_fields("join (right stream)", right.fields, rf)
+        if len(set(lf)) != len(lf) or len(set(rf)) != len(rf):
+            raise TopologyError(f"join: a join field is named twice in {list(lf)} / {list(rf)}")
+        default = (*lf, *(f for f in left.fields if f not in lf), *(f for f in right.fields if f not in rf))
+        if out_fields is None:
+            dup = sorted({f for f in default if default.count(f) > 1})
+            if dup:
+                raise TopologyError(f"join: both streams have fields {dup}; pass out_fields=[...] "
+                                    f"({len(default)} names) or project first")
+            out = default
+        else:
+            out = _fieldlist(out_fields)
+            if len(out) != len(default):
+                raise TopologyError(f"join: out_fields needs {len(default)} names (join fields, the left's "
+                                    f"others, the right's others: {list(default)}), got {list(out)}")
+            if len(set(out)) != len(out):
+                raise TopologyError(f"join: out_fields {list(out)} names a field twice")
+        comp = self._new_component("join", par, out)
+        root = JoinPipe(0, out, left.fields, lf, right.fields, rf, how)
+        comp.pipes[0] = root
+        for side, (stream, fields) in enumerate(((left, lf), (right, rf))):
+            key = self._connect(stream, comp, Grouping.fields(*fields))
+            # A side pipe feeds the join through its buffer, not as a child.
+            side_pipe = JoinSidePipe(comp.next_pid(), stream.fields, root, side)
+            comp.pipes.append(side_pipe)
+            comp.side_roots[key] = side_pipe
+        return Stream(comp, root)
+
     def build_builder(self) -> TopologyBuilder:
         b = TopologyBuilder(self.name, self.config)
         emitters = [c for c in self.components.values() if c.spout is not None]
@@ -332,9 +403,10 @@ class TridentTopology:
         # worker's path when overrides touch topology.workers) rebuilds the
         # acker's inputs in name order, and the fingerprint hashes that order.
         added_coordinator = False
+        meta_state = meta_server_state([st.factory for _, st in sorted(self.states.items())])
         for c in sorted(self.components.values(), key=lambda c: c.name):
             if not added_coordinator and c.name > COORDINATOR:
-                self._add_coordinator(b)
+                self._add_coordinator(b, meta_state)
                 added_coordinator = True
             committer = any(isinstance(p, PersistPipe) for p in c.pipes)
             cls = type(f"Trident_{c.name.replace('-', '_')}", (TridentBolt,), {
@@ -343,6 +415,8 @@ class TridentTopology:
                 "spout": c.spout,
                 "upstream": tuple(dict.fromkeys(src for src, _, _ in c.inputs)),
                 "downstream": tuple(c.downstream),
+                "side_roots": dict(c.side_roots),
+                "meta_state": meta_state,
                 "__module__": __name__,
             })
             outputs: list[StreamDecl] = [StreamDecl(stream_fields(f), name=s) for s, f in c.streams.items()]
@@ -357,12 +431,14 @@ class TridentTopology:
                 inputs[(COORDINATOR, COMMIT_STREAM)] = Grouping.all()
             b.set_bolt(c.name, cls, par=c.par, inputs=inputs, outputs=outputs)
         if not added_coordinator:
-            self._add_coordinator(b)
+            self._add_coordinator(b, meta_state)
         return b
 
     @staticmethod
-    def _add_coordinator(b: TopologyBuilder) -> None:
-        b.set_spout(COORDINATOR, MasterCoordinator, outputs=[
+    def _add_coordinator(b: TopologyBuilder, meta_state: StateFactory | None) -> None:
+        cls = MasterCoordinator if meta_state is None else type(
+            "TridentCoordinator", (MasterCoordinator,), {"meta_state": meta_state, "__module__": __name__})
+        b.set_spout(COORDINATOR, cls, outputs=[
             StreamDecl((TXID, ATTEMPT), name=BATCH_STREAM), StreamDecl((TXID, ATTEMPT), name=COMMIT_STREAM)])
 
     def build(self, overrides: Mapping[str, Any] | None = None) -> TopologySpec:

@@ -200,9 +200,15 @@ def test_two_hosts_in_network_namespaces(tmp_path: Path) -> None:
         if why:
             pytest.skip(f"cannot make two hosts from network namespaces: {why}")
         zk = start_zookeeper(tmp_path / "zookeeper", NET_A, 2181, prefix=hosts.prefix(hosts.a))
+        # Daemons beyond loopback need CURVE (or --insecure): every connection between
+        # the two hosts is authenticated and encrypted here.
+        from storm._security import generate
+
+        generate(tmp_path / "keys")
         conf = {
             "storm.zookeeper.servers": [f"{NET_A}:2181"], "storm.zookeeper.root": unique_root(),
             "nimbus.host": NET_A, "nimbus.seeds": [NET_A], "nimbus.port": 6627,
+            "storm.security.curve": True, "storm.security.keys.dir": str(tmp_path / "keys"),
         }
         with Daemons(tmp_path / "cluster", conf) as d:
             d.start_nimbus(prefix=hosts.prefix(hosts.a))

@@ -26,24 +26,33 @@ from itest_support import stats, wait_for
 
 from storm import LocalCluster, LocalTopology
 from storm.trident import MetaStore, StateFactory
+from storm.trident._executor import meta_server_state, open_meta
+from storm.trident._spouts import Meta
 
 TARGET = str(Path(tw.__file__).resolve()) + ":wordcount"
 FINISH_TIMEOUT = 90.0
 
 
 def base_conf(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        tw.STATE: str(tmp_path / "state.sqlite"),
-        "topology.trident.meta.path": str(tmp_path / "meta.sqlite"),
-        **extra,
-    }
+    """A SQLite state and metadata file under tmp_path; with a Redis or
+    PostgreSQL backend in `extra`, the batch metadata lives on that server
+    (the default when a state does), so the kills test it too."""
+    conf = {tw.STATE: str(tmp_path / "state.sqlite"), **extra}
+    if str(conf.get(tw.BACKEND) or "sqlite") == "sqlite":
+        conf["topology.trident.meta.path"] = str(tmp_path / "meta.sqlite")
+    return conf
 
 
 def committed(conf: dict[str, Any]) -> int:
-    path = Path(conf["topology.trident.meta.path"])
-    if not path.exists():
-        return 0
-    m = MetaStore(str(path))
+    """The coordinator's last committed txid, read where the workers keep it."""
+    m: Meta
+    if conf.get("topology.trident.meta.path"):
+        path = Path(conf["topology.trident.meta.path"])
+        if not path.exists():
+            return 0
+        m = MetaStore(str(path))
+    else:
+        m = open_meta(conf, meta_server_state([tw.state_factory(conf)]))
     try:
         return m.committed("TridentWordCount")
     finally:
