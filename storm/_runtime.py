@@ -690,6 +690,35 @@ if THIRD is not None and rooted is not None:
     return rooted(values, d, THIRD)
 """
 
+# The guard of the single-target paths (keyed, cycled). A bolt's emit anchored to
+# one tuple of a tree (almost every anchored emit) stays inline: `a` is the
+# anchor and `ar` its roots, delivered by DELIVER_ONE's rooted branch. Anything
+# else anchored goes to `rooted`; a spout's msg_id always does.
+_EMIT_GUARD_ONE = """\
+if (stream is not default or direct_task is not None
+        or len(values) != d_nfields or type(values) is _str):
+    return generic(values, stream, THIRD, direct_task)
+ar = None
+if THIRD is not None and rooted is not None:
+@ANCHOR
+"""
+
+_ANCHOR_BOLT = """\
+    if type(anchors) is Tuple:
+        a = anchors
+    elif len(anchors) == 1:
+        a = anchors[0]
+    else:
+        return rooted(values, d, anchors)
+    ar = a.roots
+    if not ar:
+        return rooted(values, d, anchors)
+"""
+
+_ANCHOR_SPOUT = """\
+    return rooted(values, d, msg_id)
+"""
+
 # msgpack encodes ints in [-2**63, 2**64); a str is the common case, tested first.
 _CHECK_VALUES = """\
 for v in values:
@@ -718,6 +747,28 @@ else:
 # inbox append or None, remote group values list, worker index).
 _DELIVER_ONE = """\
 d.count += 1
+if ar is not None:
+    # One new edge: XORed into the anchor's ack value and carried by the child.
+    e = getrandbits(64)
+    try:
+        a.ack_val ^= e
+    except AttributeError:
+        a.ack_val = e
+    roots = (ar[0], e) if type(ar) is not dict else fromkeys(ar, e)
+    if app is not None:
+        tup = new_tuple(Tuple)
+        tup.values = values
+        tup.meta = d_meta
+        tup.source_task = me
+        tup.roots = roots
+        tup.ack_val = 0
+        app(tup)
+    else:
+        rvals.append(values)
+        rroots.append(roots)
+        if len(rvals) >= batch_size:
+            flush(w)
+    return tasks
 if count_spout_emit is not None:
     count_spout_emit.emitted_this_call += 1
 if app is not None:
@@ -737,7 +788,7 @@ return tasks
 _FAST_EMIT_TEMPLATE = """
 def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
             fast_types, rooted, count_spout_emit, new_tuple, Tuple, check_values,
-            DEFAULT_STREAM, d, _str, itertools_cycle):
+            DEFAULT_STREAM, d, _str, itertools_cycle, getrandbits, fromkeys):
     def emit(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None, need_task_ids=True):
         route = routes_get(stream)
         if (route is None or route.slow or direct_task is not None
@@ -788,6 +839,7 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
     d_choose = d.choose
     d_meta = d.meta
     d_remote = d.remote
+    d_remote_rooted = d.remote_rooted
     d_component = d.meta.component
     d_fields = d.meta.fields
     default = DEFAULT_STREAM
@@ -796,7 +848,10 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
     def entry(tasks):
         t = tasks[0]
         app = local_get(t)
-        return (tasks, app, None if app is not None else d_remote[t], task_worker.get(t, 0))
+        if app is not None:
+            return (tasks, app, None, 0, None, None)
+        g = d_remote_rooted.get(t)
+        return (tasks, None, d_remote[t], task_worker[t], g and g[3], g and g[4])
 
     if d_mode == 1:
         # Fields grouping on one field, one subscriber: everything the delivery
@@ -805,16 +860,16 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
 
         def emit_keyed(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
                        need_task_ids=True):
-@EMIT_GUARD(12)
+@EMIT_GUARD_ONE(12)
 @CHECK_DEFAULT(12)
             try:
-                tasks, app, box, w = cache[values[d_kidx]]
+                tasks, app, box, w, rvals, rroots = cache[values[d_kidx]]
             except KeyError:
                 if len(cache) >= 65536:
                     cache.clear()
-                tasks, app, box, w = cache[values[d_kidx]] = entry(d_choose(values))
+                tasks, app, box, w, rvals, rroots = cache[values[d_kidx]] = entry(d_choose(values))
             except TypeError:  # an unhashable key: route it without caching
-                tasks, app, box, w = entry(d_choose(values))
+                tasks, app, box, w, rvals, rroots = entry(d_choose(values))
 @DELIVER_ONE(12)
 
         return emit_keyed
@@ -833,9 +888,9 @@ def factory(general, routes_get, local_get, task_worker, flush, batch_size, me,
 
         def emit_cycled(values, stream=DEFAULT_STREAM, THIRD=None, direct_task=None,
                         need_task_ids=True):
-@EMIT_GUARD(12)
+@EMIT_GUARD_ONE(12)
 @CHECK_DEFAULT(12)
-            tasks, app, box, w = next_entry()
+            tasks, app, box, w, rvals, rroots = next_entry()
 @DELIVER_ONE(12)
 
         return emit_cycled
@@ -878,8 +933,9 @@ def _expand_emit_template(third: str) -> str:
         name, _, args = line[1:].partition("(")
         parts = [a.strip() for a in args.rstrip(")").split(",", 1)] + [""]
         indent = " " * int(parts[0])
-        body = {"EMIT_GUARD": _EMIT_GUARD, "CHECK_VALUES": _CHECK_VALUES,
+        body = {"EMIT_GUARD": _EMIT_GUARD, "EMIT_GUARD_ONE": _EMIT_GUARD_ONE, "CHECK_VALUES": _CHECK_VALUES,
                 "CHECK_DEFAULT": _CHECK_DEFAULT, "DELIVER_ONE": _DELIVER_ONE}[name]
+        body = body.replace("@ANCHOR\n", _ANCHOR_BOLT if third == "anchors" else _ANCHOR_SPOUT)
         if name == "CHECK_VALUES":
             component, stream, fields = (a.strip() for a in parts[1].split(","))
             body = (body.replace("COMPONENT", component).replace("STREAM", stream)
@@ -926,7 +982,7 @@ def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool 
         ex if spout else None,
         object.__new__,  # skips Tuple.__init__: about 130 ns less per tuple
         Tuple, check_values, DEFAULT_STREAM, ex.routes.get(DEFAULT_STREAM), str,
-        itertools.cycle,
+        itertools.cycle, _acking._getrandbits, dict.fromkeys,
     )
 
 
