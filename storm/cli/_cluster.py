@@ -542,7 +542,8 @@ def keys_generate(
 def keys_add(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new client key pair.", show_default=False)],
     admin: Annotated[bool, typer.Option(
-        "--admin", help="Allow the key to submit, kill, rebalance, activate and deactivate (else read only).")] = False,
+        "--admin", help="Allow the key to submit, kill, rebalance, activate and deactivate, and to run "
+                  "`storm query NAME` against the cluster (else read only).")] = False,
     directory: KeysDirOpt = None,
     config: ConfigOpt = None,
     conf_file: ConfFileOpt = None,

@@ -189,9 +189,10 @@ class Nimbus:
         if self._guard is None or not self._guard.is_admin(user):
             log.warning("refused %s from client key %s: not an admin key", op, user)
             raise RequestError(
-                f"not allowed to {op}: this client's key ({user}) may read but not change the cluster; "
-                f"only keys in {self.curve.dir / _security.ADMIN} on the nimbus "
-                "host may submit, kill, rebalance, activate or deactivate (storm keys add NAME --admin)"
+                f"not allowed to {op}: this client's key ({user}) is not an admin key; "
+                f"only keys in {self.curve.dir / _security.ADMIN} on the nimbus host may submit, kill, "
+                "rebalance, activate, deactivate or look up state locations for `storm query NAME` "
+                "(storm keys add NAME --admin)"
             )
 
     def handle(self, msg: Mapping[str, Any]) -> dict[str, Any]:
@@ -620,7 +621,7 @@ class Nimbus:
                          uptime=max(uptime, 0.0), status=str(topo.get("status") or ""))
 
     def op_trident_states(self, msg: Mapping[str, Any]) -> dict[str, Any]:
-        """Read-only: where a topology's persisted Trident states live (backend
+        """Where a topology's persisted Trident states live (backend
         and location, built from its stored code in a subprocess), for
         `storm query NAME`."""
         from ..trident._registry import describe_in_subprocess
