@@ -28,6 +28,7 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "storm.log.dir": (str,),
     "storm.cluster.state.sqlite": (str,),
     "topology.trident.meta.path": (str,),
+    "topology.trident.meta.backend": (str,),
     "storm.prometheus.port": (int,),
     "topology.bolts.window.length.count": (int,),
     "topology.bolts.window.length.duration.ms": (int, float),
