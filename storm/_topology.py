@@ -305,9 +305,21 @@ def _resolve(
 
 
 def _add_system_components(defs: dict[str, ComponentDef], conf: dict[str, Any]) -> None:
-    """Hook for system bolts (the acker); filled in by the reliability layer."""
+    """Hook for system bolts (the acker); filled in by the reliability layer.
+
+    Before that, a component class may rewire the user components at build time
+    with a class method ``wire_topology(defs)`` (stateful bolts add their
+    checkpoint-barrier streams this way); it must be idempotent, as it runs again
+    when ``with_config`` re-resolves a spec. Each distinct hook runs once."""
     from . import _acking
 
+    seen: set[Any] = set()
+    for d in list(defs.values()):
+        hook = getattr(d.cls, "wire_topology", None)
+        key = getattr(hook, "__func__", hook)
+        if hook is not None and not d.system and key not in seen:
+            seen.add(key)
+            hook(defs)
     _acking.add_acker(defs, conf)
 
 

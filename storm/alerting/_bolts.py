@@ -48,7 +48,11 @@ class RuleMatchBolt(Bolt):
     anchored to the event. Every tick it sends its newest event time to every
     evaluator task on the ``watermark`` stream."""
 
-    outputs: ClassVar[Any] = [*OBSERVATION_FIELDS, Stream(("task", "ts"), name=WATERMARK_STREAM)]
+    # The default stream is declared first on purpose: a worker batches tuples per
+    # stream in declaration order, so a watermark never reaches an evaluator in
+    # another worker ahead of the observations emitted before it (which would then
+    # be late: an alert resolved on an empty window).
+    outputs: ClassVar[Any] = [Stream(OBSERVATION_FIELDS), Stream(("task", "ts"), name=WATERMARK_STREAM)]
     rules: ClassVar[RuleSet | None] = None
 
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
@@ -131,8 +135,8 @@ class RuleEvalBolt(Bolt):
         # not from other inputs such as a checkpoint spout.
         sources = [c for (c, s) in context.get_this_sources()
                    if s in ("default", WATERMARK_STREAM) and not c.startswith("__")]
-        tasks = [t for c in sorted(set(sources)) for t in context.get_component_tasks(c)]
-        self.watermarks = Watermarks(tasks, self.ruleset.lag)
+        self._mark_tasks = [t for c in sorted(set(sources)) for t in context.get_component_tasks(c)]
+        self.watermarks = Watermarks(self._mark_tasks, self.ruleset.lag)
         idle = conf.get(IDLE_KEY)
         self.idle_secs: float | None = float(idle) if idle else None
         self._last_input = time.monotonic()
@@ -203,9 +207,14 @@ class StatefulRuleEvalBolt(StatefulBolt, RuleEvalBolt):
         StatefulBolt.prepare(self, conf, context)
 
     def init_state(self, state: KeyValueState) -> None:
+        # Called at start and after every rollback: rebuild from the committed
+        # snapshot alone, event time included (the watermark of the snapshot).
+        self.engine = RuleEngine(self.ruleset)
+        self.watermarks = Watermarks(self._mark_tasks, self.ruleset.lag)
         snap = state.get(self.STATE_KEY)
         if snap:
             self.engine.restore(snap)
+            self.watermarks.current = self.engine.watermark
             self.restored = True
         else:
             self.restored = False

@@ -92,3 +92,37 @@ def test_checkpoint_interval_must_fit_in_the_message_timeout(tmp_path: Path) -> 
 def test_stateful_bolt_needs_a_checkpoint_spout() -> None:
     with pytest.raises(TopologyError, match="needs checkpoints="):
         Counter.spec(inputs=["words"])
+
+
+def test_alert_watermarks_are_declared_after_observations() -> None:
+    # A worker batches tuples per stream in declaration order: observations first,
+    # so a watermark does not overtake the observations emitted before it.
+    from storm._component import normalize_outputs
+    from storm.alerting import WATERMARK_STREAM, RuleMatchBolt
+
+    assert list(normalize_outputs(RuleMatchBolt.outputs, "match")) == ["default", WATERMARK_STREAM]
+
+
+def test_alert_state_is_rebuilt_from_the_snapshot_on_every_reset(tmp_path: Path) -> None:
+    import math
+
+    from storm.alerting import StatefulRuleEvalBolt, load_rules
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - name: hot\n    filter: {metric: cpu}\n    key: host\n"
+        "    condition: {kind: threshold, aggregate: max, field: value, window: 10, slide: 5, op: '>', value: 90}\n"
+    )
+    bolt = StatefulRuleEvalBolt()
+    bolt.ruleset = load_rules(str(rules))
+    bolt._mark_tasks = [1]
+    state = KeyValueState()
+    bolt.init_state(state)
+    bolt.engine.observe("hot", "h1", 3.0, 95.0)
+    state[StatefulRuleEvalBolt.STATE_KEY] = bolt.engine.snapshot()
+    bolt.engine.observe("hot", "h2", 4.0, 95.0)  # after the snapshot: dropped by a reset
+    bolt.engine.advance(7.0)
+    bolt.init_state(state)
+    keys = bolt.engine.keys()
+    assert sorted(k for _, k in keys) == ["h1"]
+    assert bolt.restored and not math.isfinite(bolt.watermarks.current)
