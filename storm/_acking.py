@@ -102,36 +102,46 @@ class AckerBolt(Bolt):
     def execute(self, tup: Tuple) -> None:
         stream = tup.meta.stream
         values = tup.values
-        root = values[0]
-        pending = self.pending
-        entry = pending.get(root)
         if stream == ACK_ACK:
-            if entry is None:
-                pending.put(root, [values[1], 0, False])
-                return
-            entry[0] ^= values[1]
+            self.fold(values[0], values[1], 0)
         elif stream == ACK_INIT:
-            if entry is None:
-                entry = [values[1], values[2], False]
-                pending.put(root, entry)
-            else:
-                entry[0] ^= values[1]
-                entry[1] = values[2]
+            self.fold(values[0], values[1], values[2])
         elif stream == ACK_FAIL:
+            root = values[0]
+            pending = self.pending
+            entry = pending.get(root)
             if entry is None:
                 pending.put(root, [0, 0, True])
                 return
             entry[2] = True
+            if entry[1]:
+                pending.pop(root)
+                self.send_result(entry[1], root, False)
+
+    def fold(self, root: int, value: int, spout_task: int) -> None:
+        """XOR `value` into tree `root`; `spout_task` is non-zero for the init
+        (which may come after acks). The runtime calls this directly for acks
+        folded in the acker's own worker, without making a tuple of them."""
+        pending = self.pending
+        entry = pending.get(root)
+        if entry is None:
+            if not spout_task:
+                pending.put(root, [value, 0, False])
+                return
+            entry = [value, spout_task, False]
+            pending.put(root, entry)
         else:
-            return
-        spout_task = entry[1]
-        if spout_task:
+            entry[0] ^= value
+            if spout_task:
+                entry[1] = spout_task
+        task = entry[1]
+        if task:
             if entry[2]:
                 pending.pop(root)
-                self.send_result(spout_task, root, False)
+                self.send_result(task, root, False)
             elif entry[0] == 0:
                 pending.pop(root)
-                self.send_result(spout_task, root, True)
+                self.send_result(task, root, True)
 
     def send_result(self, spout_task: int, root: int, ok: bool) -> None:
         """Tell the spout task how its tree ended. The runtime replaces this with

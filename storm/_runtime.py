@@ -335,9 +335,15 @@ class Executor:
             sid = route.meta.sid
             me = self.task_id
 
+            executors = self.worker.executors
+
             def send_result(spout_task: int, root: int, ok: bool) -> None:
                 route.count += 1
-                deliver(spout_task, [root, ok], sid, me, None)
+                spout = executors.get(spout_task)
+                if spout is not None:  # the spout task is in this worker: tell it now
+                    spout.finish(root, ok)  # type: ignore[attr-defined]
+                else:
+                    deliver(spout_task, [root, ok], sid, me, None)
 
             self.instance.send_result = send_result  # type: ignore[method-assign]
 
@@ -1145,6 +1151,9 @@ def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any
     acc = worker.pending_acks
     acc_get = acc.get
     inits = worker.pending_inits
+    # The root picks its acker (root % ackers): one in this worker when there is
+    # one, so the init and the result never cross the network.
+    local_slot = next((i for i, t in enumerate(ackers) if t in worker.local_tasks), -1)
     pending_put = ex.pending.put_new
     clock = time.perf_counter_ns
 
@@ -1158,6 +1167,10 @@ def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any
             ex.immediate_acks.append(msg_id)
             return tasks
         root = getrandbits(64)
+        if local_slot >= 0:
+            root += local_slot - root % nackers
+            if root > 18446744073709551615:  # stay in msgpack's uint64 range
+                root -= nackers
         xor = 0
         for t in tasks:
             e = getrandbits(64)
@@ -1191,8 +1204,10 @@ def _bolt_ack(ex: BoltExecutor) -> Callable[[Tuple], None]:
                 for root, edge in roots.items():
                     acc[root] = acc_get(root, 0) ^ edge ^ av
             else:  # one root: a (root, edge) pair
-                root = roots[0]
-                acc[root] = acc_get(root, 0) ^ roots[1] ^ av
+                root, edge = roots
+                if av:
+                    edge ^= av
+                acc[root] = acc_get(root, 0) ^ edge
         stats.acked += 1
 
     return ack
@@ -1259,6 +1274,8 @@ class Worker:
                 self.inboxes[t] = ex.inbox
         self._local_inbox_get = self.inboxes.get
         self.local_append = {t: ib.append for t, ib in self.inboxes.items()}
+        self.local_ackers: dict[int, Any] = {
+            ex.task_id: ex for ex in self.bolts if isinstance(ex.instance, _acking.AckerBolt)}
         for ex in self.executors.values():
             ex.bind_emit()
         self.has_timers = any(e.tick_secs for e in self.bolts) or bool(self.spouts)
@@ -1462,17 +1479,25 @@ class Worker:
         src = any_ex.task_id
         deliver = self.deliver
         executors = self.executors
+        local_ackers = self.local_ackers
         for root, value in items:
             spout_task = inits.pop(root, 0) if inits else 0
-            if spout_task:
-                if value == 0:
-                    executors[spout_task].finish(root, True)  # type: ignore[attr-defined]
-                else:
-                    sp = executors[spout_task]
-                    deliver(ackers[root % n], [root, value, spout_task], sp._init_sid,  # type: ignore[attr-defined]
-                            spout_task, None)
-            elif value:
-                deliver(ackers[root % n], [root, value], ack_sid, src, None)
+            if spout_task and value == 0:
+                executors[spout_task].finish(root, True)  # type: ignore[attr-defined]
+                continue
+            if not value and not spout_task:
+                continue
+            acker = ackers[root % n]
+            local = local_ackers.get(acker)
+            if local is not None:
+                # The tree's acker lives here: fold directly, no tuple, no queue.
+                local.instance.fold(root, value, spout_task)
+                local.stats.executed += 1
+            elif spout_task:
+                deliver(acker, [root, value, spout_task], executors[spout_task]._init_sid,  # type: ignore[attr-defined]
+                        spout_task, None)
+            else:
+                deliver(acker, [root, value], ack_sid, src, None)
 
     def step(self, now: float) -> int:
         """One pass: bolts, spouts, flush. Returns how much work was done."""
