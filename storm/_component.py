@@ -19,11 +19,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Stream:
-    """An output stream declaration: its fields, its name, whether it is direct."""
+    """An output stream declaration: its fields, its name, whether it is direct.
+
+    ``ordered=True`` is for barriers (watermarks, checkpoints, markers): a tuple
+    on such a stream keeps its place among the task's tuples on its other
+    streams to the same worker. Tuples to another worker travel in batches
+    grouped by stream, which may reorder tuples of different streams; the
+    runtime sends the pending batch before and right after an ordered tuple,
+    so each one costs a batch of its own."""
 
     fields: Sequence[str] = ()
     name: str = DEFAULT_STREAM
     direct: bool = False
+    ordered: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.fields, str):

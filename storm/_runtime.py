@@ -128,7 +128,7 @@ class Route:
         self.nfields = len(meta.fields)
         self.direct_targets = direct_targets
         self.direct = meta.direct
-        self.slow = meta.direct
+        self.slow = meta.direct or meta.ordered  # both take the general emit path
         self.count = 0
         self.mode = 0
         self.table: Any = None
@@ -1254,6 +1254,7 @@ class Worker:
         # Longest a bolt runs in one loop pass before the loop gets its turn.
         self.slice_secs = 0.02
         self.streams = spec.streams
+        self.ordered_sids = frozenset(m.sid for m in spec.streams if m.ordered)
         self.dropped_unknown = 0
         self.dropped_frames = 0
         self.max_frame_bytes = int(self.conf.get("topology.transfer.max.frame.bytes") or (64 << 20))
@@ -1306,6 +1307,16 @@ class Worker:
         rooted = roots is not None
         g = self._group_index.get((task, src, sid, rooted)) or self.group(task, src, sid, rooted)
         vals = g[3]
+        if sid in self.ordered_sids:
+            # A barrier: what was queued before it leaves first, it goes next,
+            # alone (see Stream.ordered).
+            w = self.task_worker[task]
+            self.flush(w)
+            vals.append(values)
+            if rooted:
+                g[4].append(roots)
+            self.flush(w)
+            return
         vals.append(values)
         if rooted:
             g[4].append(roots)

@@ -290,7 +290,7 @@ def _resolve(
         for sname in sorted(d.outputs):
             s = d.outputs[sname]
             sid = len(streams)
-            streams.append(StreamMeta(d.name, sname, s.fields, sid, s.direct))
+            streams.append(StreamMeta(d.name, sname, s.fields, sid, s.direct, s.ordered))
             stream_ids[(d.name, sname)] = sid
 
     subscribers: dict[tuple[str, str], list[Subscription]] = {}

@@ -16,10 +16,11 @@ DEFAULT_STREAM = "default"
 class StreamMeta:
     """What every tuple of one (component, stream) shares: names and field index."""
 
-    __slots__ = ("component", "stream", "fields", "index", "sid", "direct")
+    __slots__ = ("component", "stream", "fields", "index", "sid", "direct", "ordered")
 
     def __init__(
-        self, component: str, stream: str, fields: Sequence[str], sid: int, direct: bool = False
+        self, component: str, stream: str, fields: Sequence[str], sid: int, direct: bool = False,
+        ordered: bool = False,
     ) -> None:
         self.component = component
         self.stream = stream
@@ -27,6 +28,7 @@ class StreamMeta:
         self.index = {name: i for i, name in enumerate(self.fields)}
         self.sid = sid
         self.direct = direct
+        self.ordered = ordered
 
     def __repr__(self) -> str:
         return f"StreamMeta({self.component!r}, {self.stream!r}, {self.fields!r})"

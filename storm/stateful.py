@@ -516,13 +516,14 @@ def wire_checkpoints(defs: dict[str, ComponentDef]) -> None:
     if looped:
         raise TopologyError(f"bolts {looped} carry checkpoint barriers and form a cycle; "
                             "checkpoint barriers need an acyclic topology")
-    fields_stream = Stream(BARRIER_FIELDS, name=FORWARD_STREAM, direct=True)
+    # ordered: a barrier keeps its place among the data the task sends (Stream.ordered).
+    fields_stream = Stream(BARRIER_FIELDS, name=FORWARD_STREAM, direct=True, ordered=True)
     for n in sorted(carriers):
         d = defs[n]
         for src in sorted(up[n] & carriers):
             d.inputs.append(Subscription(src, FORWARD_STREAM, n, Grouping.direct()))
             if FORWARD_STREAM not in defs[src].outputs:
-                defs[src].outputs[FORWARD_STREAM] = fields_stream  # last: see _Aligner.forward
+                defs[src].outputs[FORWARD_STREAM] = fields_stream
         if n in forwarders:
             d.cls = _forwarder_class(d.cls)
 
@@ -587,12 +588,8 @@ class _Aligner:
         self.sources: frozenset[int] = frozenset(
             t for s in comp.inputs if spec.stream_ids[(s.source, s.stream)] in self.sids
             for t in spec.components[s.source].tasks)
-        local = set(context.worker_tasks)
-        self.targets: list[tuple[int, int]] = []
-        batch = max(1, int(conf.get("topology.transfer.batch.size") or 1))
-        for sub in spec.subscribers.get((me, FORWARD_STREAM), []):
-            for t in spec.components[sub.target].tasks:
-                self.targets.append((t, 1 if t in local else batch))
+        self.targets: list[int] = [
+            t for sub in spec.subscribers.get((me, FORWARD_STREAM), []) for t in spec.components[sub.target].tasks]
         self.last: dict[int, int] = {}
         self.target = 0
         self.pending: tuple[int, str] | None = None
@@ -653,7 +650,7 @@ class _Aligner:
         txid, action, seq = int(tup.values[0]), str(tup.values[1]), int(tup.values[2])
         last = self.last.get(src, 0)
         if seq <= last:
-            # A copy (forwards to other workers are padded) or an old barrier.
+            # A barrier seen already (a replay) or an old one.
             if seq == self.target and self.pending is not None:
                 self.got.append(tup)
             elif tup.roots:
@@ -724,18 +721,13 @@ class _Aligner:
                 self.ack(t)
 
     def forward(self, txid: int, action: str, seq: int, anchors: list[Tuple]) -> None:
-        """Send the barrier to every task reading our forward stream. To another
-        worker it is sent ``topology.transfer.batch.size`` times: the last copy
-        fills its batch, which makes the worker send at once everything queued
-        for that worker, tuples emitted before the barrier first (FORWARD_STREAM is
-        declared last, so its groups come last in a batch). So the barrier never
-        overtakes the data emitted before it, nor is overtaken by data emitted after."""
+        """Send the barrier to every task reading our forward stream. The stream
+        is ordered (Stream.ordered), so the barrier never overtakes the data
+        emitted before it, nor is overtaken by data emitted after it."""
         emit = self.bolt.emit
         values = [txid, action, seq]
-        pad = action != COMMIT
-        for task, copies in self.targets:
-            for _ in range(copies if pad else 1):
-                emit(values, FORWARD_STREAM, anchors, task)
+        for task in self.targets:
+            emit(values, FORWARD_STREAM, anchors, task)
 
 
 # -- the checkpoint spout --------------------------------------------------------------

@@ -48,11 +48,10 @@ class RuleMatchBolt(Bolt):
     anchored to the event. Every tick it sends its newest event time to every
     evaluator task on the ``watermark`` stream."""
 
-    # The default stream is declared first on purpose: a worker batches tuples per
-    # stream in declaration order, so a watermark never reaches an evaluator in
-    # another worker ahead of the observations emitted before it (which would then
-    # be late: an alert resolved on an empty window).
-    outputs: ClassVar[Any] = [Stream(OBSERVATION_FIELDS), Stream(("task", "ts"), name=WATERMARK_STREAM)]
+    # The watermark stream is ordered (Stream.ordered): a watermark must never reach
+    # an evaluator in another worker ahead of the observations emitted before it
+    # (they would then be late: an alert resolved on an empty window).
+    outputs: ClassVar[Any] = [Stream(OBSERVATION_FIELDS), Stream(("task", "ts"), name=WATERMARK_STREAM, ordered=True)]
     rules: ClassVar[RuleSet | None] = None
 
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:

@@ -232,3 +232,70 @@ def test_anchored_fast_paths_complete_every_tree_across_workers(grouping: Groupi
     assert len(acked) == len(set(acked))
     assert len(acked) >= 600 - held
     assert len(acked) + sum(len(e.pending) for w in workers for e in w.spouts) == 600
+
+
+# -- ordered streams: a barrier keeps its place among data to another worker --
+
+class Ticker(Spout):
+    outputs = ["n"]
+
+    def open(self, conf: dict[str, Any], context: Any) -> None:
+        self.n = 0
+
+    def next_tuple(self) -> None:
+        if self.n < 500:
+            self.n += 1
+            self.emit([self.n])
+
+
+class Marker(Bolt):
+    """Data on the default stream; after every 7th input, a marker on the
+    ordered stream (declared first, so unordered it would be packed first)."""
+
+    outputs = [Stream(["mark"], name="marks", ordered=True), Stream(["n"])]
+
+    def execute(self, tup: Tuple) -> None:
+        n = tup.values[0]
+        self.emit([n])
+        if n % 7 == 0:
+            self.emit([n], stream="marks")
+
+
+class Recorder(Bolt):
+    def prepare(self, conf: dict[str, Any], context: Any) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def execute(self, tup: Tuple) -> None:
+        self.seen.append((tup.stream, tup.values[0]))
+
+
+@pytest.mark.timeout(30)
+def test_ordered_stream_keeps_its_place_among_data_to_another_worker() -> None:
+    class T(Topology):
+        config = {"topology.acker.executors": 0, "topology.workers": 2}
+        ticks = Ticker.spec()
+        marker = Marker.spec(inputs=[ticks])
+        rec = Recorder.spec(inputs=[marker, marker["marks"]])
+
+    spec = T.build()
+    # marker in worker 0, recorder in worker 1: everything crosses in batches.
+    assignment = {t: (1 if spec.task_component[t] == "rec" else 0) for t in spec.task_component}
+    transport = Memory()
+    workers = [Worker(spec, assignment, i, transport) for i in range(2)]
+    for w in workers:
+        w.setup()
+        w.set_active(True)
+    rec = next(e.instance for e in workers[1].bolts if e.component == "rec")
+    for _ in range(500):
+        if len(rec.seen) >= 500 + 500 // 7:
+            break
+        for w in workers:
+            frames, transport.frames[w.index] = transport.frames[w.index], []
+            if frames:
+                w.receive(frames)
+            w.step(0)
+            w.flush_all()
+    assert len(rec.seen) == 500 + 500 // 7
+    for i, (stream, n) in enumerate(rec.seen):
+        if stream == "marks":  # right after the data tuple it follows
+            assert rec.seen[i - 1] == ("default", n), rec.seen[max(0, i - 3):i + 2]
