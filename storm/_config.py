@@ -37,6 +37,13 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "topology.bolts.tuple.timestamp.field.name": (str,),
     "topology.bolts.late.tuple.stream": (str,),
     "topology.state.dir": (str,),
+    "topology.state.redis.url": (str,),
+    "topology.state.checkpoint.timeout.secs": (int, float),
+}
+
+# Keys that take one of a fixed set of values.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "topology.state.provider": ("sqlite", "redis"),
 }
 
 _defaults_cache: dict[str, Any] | None = None
@@ -80,7 +87,8 @@ def _expected_types(key: str, default: Any) -> tuple[type, ...]:
 
 
 def validate(conf: Mapping[str, Any], where: str = "config") -> None:
-    """Raise ConfigError for an unknown reserved key or a value of the wrong type."""
+    """Raise ConfigError for an unknown reserved key, a value of the wrong type, or a
+    value outside the key's allowed ones (_CHOICES)."""
     known = defaults()
     for key, value in conf.items():
         if not isinstance(key, str):
@@ -100,6 +108,10 @@ def validate(conf: Mapping[str, Any], where: str = "config") -> None:
             raise ConfigError(
                 f"{where}: config key '{key}' must be {names}, got {type(value).__name__} {value!r}"
             )
+        choices = _CHOICES.get(key)
+        if choices is not None and value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"{where}: config key '{key}' must be one of {allowed}, got {value!r}")
 
 
 def merge(*layers: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1187,30 +1187,12 @@ def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any
 
 
 def _bolt_ack(ex: BoltExecutor) -> Callable[[Tuple], None]:
-    """A bolt's ack: fold the tuple's edge XOR its ack value into the worker's
-    pending acks (sent once per loop pass, see Worker.flush_acks)."""
-    acc = ex.worker.pending_acks
-    acc_get = acc.get
-    stats = ex.stats
-
-    def ack(tup: Tuple) -> None:
-        roots = tup.roots
-        if roots:
-            try:
-                av = tup.ack_val
-            except AttributeError:
-                av = 0
-            if type(roots) is dict:
-                for root, edge in roots.items():
-                    acc[root] = acc_get(root, 0) ^ edge ^ av
-            else:  # one root: a (root, edge) pair
-                root, edge = roots
-                if av:
-                    edge ^= av
-                acc[root] = acc_get(root, 0) ^ edge
-        stats.acked += 1
-
-    return ack
+    """A bolt's ack: the C-level append of a list the worker folds into its
+    pending acks once per loop pass (Worker.fold_acks, then flush_acks), so
+    the user's ``self.ack(tup)`` costs no Python call."""
+    acked: list[Tuple] = []
+    ex.worker.ack_lists.append((ex, acked))
+    return acked.append
 
 
 class Worker:
@@ -1241,6 +1223,8 @@ class Worker:
         self.task_worker = dict(assignment)
         self.new_errors: list[dict[str, Any]] = []
         self.pending_acks: dict[int, int] = {}
+        # (bolt executor, the tuples it acked since the last pass): see _bolt_ack
+        self.ack_lists: list[tuple[Executor, list[Tuple]]] = []
         self.pending_inits: dict[int, int] = {}  # root -> spout task, not yet sent
         self.executors: dict[int, Executor] = {}
         self.spouts: list[SpoutExecutor] = []
@@ -1468,6 +1452,40 @@ class Worker:
         cap = self.capacity
         return any(len(ib) >= cap for ib in self.inboxes.values())
 
+    def fold_acks(self) -> None:
+        """Fold the tuples bolts acked during this pass into pending_acks: each
+        tuple's edge XOR its ack value (the edges of the children anchored to it)."""
+        acc = self.pending_acks
+        acc_get = acc.get
+        for ex, acked in self.ack_lists:
+            if not acked:
+                continue
+            tuples = acked[:]
+            acked.clear()
+            n = 0
+            for tup in tuples:
+                try:
+                    roots = tup.roots
+                    if roots:
+                        try:
+                            av = tup.ack_val
+                        except AttributeError:
+                            av = 0
+                        if type(roots) is dict:
+                            for root, edge in roots.items():
+                                acc[root] = acc_get(root, 0) ^ edge ^ av
+                        else:  # one root: a (root, edge) pair
+                            root, edge = roots
+                            if av:
+                                edge ^= av
+                            acc[root] = acc_get(root, 0) ^ edge
+                    n += 1
+                except (AttributeError, TypeError, ValueError):
+                    ex.record_error(TypeError(
+                        f"bolt '{ex.component}' acked {tup!r:.80}, which is not a tuple it received; "
+                        "pass ack() the Tuple given to execute()"), "ack")
+            ex.stats.acked += n
+
     def flush_acks(self) -> None:
         """Send the acks folded during this pass, one message per tuple tree.
 
@@ -1516,6 +1534,7 @@ class Worker:
         for b in self.bolts:
             if b.inbox:
                 did += b.run(4096)
+        self.fold_acks()
         if self.pending_acks:
             self.flush_acks()
         for sp in self.spouts:
@@ -1551,6 +1570,7 @@ class Worker:
             sp.close()
         for b in self.bolts:
             b.close()
+        self.fold_acks()
         self.flush_acks()
 
     def _fanout(self, component: str, stream: str) -> int:

@@ -1,6 +1,6 @@
 """Stateful bolts (storm.stateful): a key-value state per bolt task, saved in a
 topology-wide consistent checkpoint and restored after a restart (SQLite by
-default, Redis with ``state.provider: redis``).
+default, Redis with ``topology.state.provider: redis``).
 
 A `CheckpointSpout` drives checkpoints (Apache Storm's state checkpointing):
 
@@ -10,7 +10,7 @@ A `CheckpointSpout` drives checkpoints (Apache Storm's state checkpointing):
   stages its changes for ``N`` durably (they are not the committed state yet);
 - ``commit(N)`` once the prepare's tuple tree was acked by every stateful task:
   each task makes ``N`` its committed state and acks the inputs it holds for it;
-- ``rollback`` when a prepare failed or timed out (``state.checkpoint.timeout.secs``):
+- ``rollback`` when a prepare failed or timed out (``topology.state.checkpoint.timeout.secs``):
   staged changes are dropped, every task reloads its committed state and fails
   its held inputs, which the spouts replay.
 
@@ -94,12 +94,12 @@ ROLLBACK = "rollback"
 INTERVAL_KEY = "topology.state.checkpoint.interval.ms"
 DIR_KEY = "topology.state.dir"
 #: "sqlite" (default) or "redis".
-PROVIDER_KEY = "state.provider"
+PROVIDER_KEY = "topology.state.provider"
 #: The Redis URL of the redis provider, e.g. redis://127.0.0.1:6379/0.
-REDIS_URL_KEY = "state.redis.url"
+REDIS_URL_KEY = "topology.state.redis.url"
 #: Seconds the checkpoint spout waits for a phase's tuple tree before it treats it
 #: as failed (default: half of topology.message.timeout.secs).
-TIMEOUT_KEY = "state.checkpoint.timeout.secs"
+TIMEOUT_KEY = "topology.state.checkpoint.timeout.secs"
 
 # The spout's phases (stored as text in its meta table).
 COMMITTED = "committed"
@@ -249,7 +249,7 @@ class RedisStateStore:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - redis is a dependency
-            raise ConfigError(f"state.provider redis needs the 'redis' package: pip install redis ({exc})") from exc
+            raise ConfigError(f"topology.state.provider redis needs the 'redis' package: pip install redis ({exc})") from exc
         self.r: Any = redis.Redis.from_url(url)
         self.prefix = prefix
         self.kv, self.staged, self.meta = f"{prefix}:kv", f"{prefix}:staged", f"{prefix}:meta"

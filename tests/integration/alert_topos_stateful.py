@@ -40,7 +40,7 @@ class StatefulAlerts(Topology):
         "topology.state.checkpoint.interval.ms": 200.0,
         # A checkpoint sent to the killed worker is given up on (and rolled back)
         # after 3 s rather than after the message timeout.
-        "state.checkpoint.timeout.secs": 3.0,
+        "topology.state.checkpoint.timeout.secs": 3.0,
         "sources.tail.json": True,
     }
     checkpoint = CheckpointSpout.spec()

@@ -70,7 +70,7 @@ class TwoStage(Topology):
         "topology.message.timeout.secs": 8.0,
         "topology.max.spout.pending": 100,
         "topology.state.checkpoint.interval.ms": 150.0,
-        "state.checkpoint.timeout.secs": 2.0,
+        "topology.state.checkpoint.timeout.secs": 2.0,
     }
     checkpoint = CheckpointSpout.spec()
     numbers = Numbers.spec()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from storm import BasicBolt, Bolt, Grouping, Topology, TopologyError, Tuple
+from storm import BasicBolt, Bolt, ConfigError, Grouping, Topology, TopologyError, Tuple, _config
 from storm._context import TopologyContext
 from storm.spouts import ListSpout
 from storm.stateful import (
@@ -29,6 +29,7 @@ from storm.stateful import (
     RedisStateStore,
     SqliteStateStore,
     StatefulBolt,
+    open_store,
 )
 from storm.testing import TestTopology
 
@@ -133,7 +134,7 @@ def spout(tmp_path: Path, timeout: float = 30.0) -> tuple[CheckpointSpout, list[
     sp = CheckpointSpout()
     sp.emit = lambda values, stream=None, msg_id=None, **kw: sent.append(list(values)) or [1]  # type: ignore[method-assign]
     sp.open({"topology.state.dir": str(tmp_path), "topology.state.checkpoint.interval.ms": 0.0,
-             "state.checkpoint.timeout.secs": timeout}, FakeContext())  # type: ignore[arg-type]
+             "topology.state.checkpoint.timeout.secs": timeout}, FakeContext())  # type: ignore[arg-type]
     return sp, sent
 
 
@@ -232,6 +233,23 @@ def test_unsupported_shapes_are_rejected(tmp_path: Path) -> None:
         Bad.build(conf(tmp_path))
     with pytest.raises(TopologyError, match="acking must be on"):
         Pipeline.build(conf(tmp_path, **{"topology.acker.executors": 0}))
+
+
+def test_state_config_keys_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        Pipeline.build(conf(tmp_path, **{"topology.state.provider": "mysql"}))
+    assert str(err.value) == (
+        "config: config key 'topology.state.provider' must be one of 'sqlite', 'redis', got 'mysql'")
+    with pytest.raises(ConfigError, match="did you mean 'topology.state.checkpoint.timeout.secs'"):
+        Pipeline.build(conf(tmp_path, **{"topology.state.checkpoint.timeout.sec": 2.0}))
+    with pytest.raises(ConfigError, match="'topology.state.redis.url' must be str"):
+        Pipeline.build(conf(tmp_path, **{"topology.state.redis.url": 6379}))
+    merged = _config.merge(conf(tmp_path, **{"topology.state.provider": "redis"}))
+    with pytest.raises(ConfigError, match="topology.state.provider is redis: set topology.state.redis.url"):
+        open_store(merged, "t", "c-1")
+    store = open_store(_config.merge(conf(tmp_path)), "t", "c-1")
+    assert isinstance(store, SqliteStateStore) and store.path == tmp_path / "t" / "c-1.sqlite"
+    store.close()
 
 
 # -- barrier alignment ----------------------------------------------------------------
@@ -381,7 +399,8 @@ def drop_keys(pattern: str) -> None:
 @pytest.mark.skipif(not REDIS, reason="set STORM_TEST_REDIS to a redis:// URL")
 def test_pipeline_on_redis(tmp_path: Path) -> None:
     name = f"Redis{uuid.uuid4().hex[:8]}"
-    c = conf(tmp_path, **{"state.provider": "redis", "state.redis.url": str(REDIS), "topology.name": name})
+    c = conf(tmp_path, **{"topology.state.provider": "redis", "topology.state.redis.url": str(REDIS),
+                          "topology.name": name})
     try:
         with TestTopology(Pipeline, config=c) as t:
             run_until(t, lambda: sum(committed(t, "total")[1].values()) == len(KEYS))

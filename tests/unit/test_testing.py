@@ -240,6 +240,28 @@ def test_a_bolt_that_raises_is_recorded_and_its_input_failed() -> None:
         result.raise_for_errors()
 
 
+class AckWrongThing(Bolt):
+    def execute(self, tup: Any) -> None:
+        if tup.values[0] == 2:
+            self.ack(tup.values)  # not a Tuple: recorded, the worker goes on
+        else:
+            self.ack(tup)
+
+
+class AckingWrongThing(Topology):
+    numbers = Numbers.spec()
+    sloppy = AckWrongThing.spec(inputs=[numbers])
+
+
+def test_acking_something_that_is_not_a_tuple_is_an_error_not_a_crash() -> None:
+    result = run_topology(AckingWrongThing, {"numbers": [[n] for n in range(5)]})
+    assert sorted(result.acked("numbers")) == [0, 1, 3, 4]
+    assert result.pending("numbers") == [2]  # its tree was never acked
+    [error] = result.errors
+    assert error.component == "sloppy" and error.where == "ack"
+    assert "acked [2], which is not a tuple it received" in error.traceback
+
+
 def test_without_ackers_the_spout_gets_every_ack_at_once() -> None:
     result = run_topology(Acking, {"numbers": [[n] for n in range(20)]},
                           config={"topology.acker.executors": 0})
