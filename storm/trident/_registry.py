@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -196,24 +195,10 @@ def describe_in_subprocess(code_dir: Path, target: str, overrides: Mapping[str, 
 
 
 def main() -> int:
-    from ..daemon._code import build_spec, resolve_target
+    from ..daemon._inspect import run
 
-    req = json.loads(sys.stdin.read())
-    code_dir = Path(req["code_dir"])
-    sys.path.insert(0, str(code_dir))
-    try:
-        spec = build_spec(resolve_target(code_dir, req["target"]), req.get("overrides") or {},
-                          req.get("parallelism") or {})
-        # No base: cluster workers each run in a directory of their own.
-        out: dict[str, Any] = {"ok": True, "name": spec.name, "states": describe_states(spec)}
-    except StormError as exc:
-        out = {"ok": False, "error": str(exc)}
-    except Exception as exc:
-        out = {"ok": False, "error": f"building the topology raised {type(exc).__name__}: {exc}",
-               "traceback": traceback.format_exc()}
-    sys.stdout.write("\n" + json.dumps(out) + "\n")
-    sys.stdout.flush()
-    return 0
+    # No base: cluster workers each run in a directory of their own.
+    return run(lambda spec: {"name": spec.name, "states": describe_states(spec)})
 
 
 if __name__ == "__main__":
