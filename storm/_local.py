@@ -28,6 +28,7 @@ from ._metrics import ComponentStats, MetricsHistory, TopologyStats, WorkerStats
 from ._serialization import pack, unpack
 from ._target import build_target, fingerprint, load_target, target_of
 from ._topology import TopologySpec
+from ._trace import TraceStore, build_trees, sample_rate, trace_problem
 
 log = logging.getLogger("storm.local")
 
@@ -77,6 +78,14 @@ class LocalTopology:
         self._procs: dict[int, tuple[psutil.Process, float | None, float]] = {}
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
+        # Tuple trees of topology.debug.sample (storm trace); trace_file: where
+        # `storm local` wants them written for `storm trace NAME`.
+        self.trace = TraceStore()
+        self.trace_sample = sample_rate(spec.config)
+        self.trace_error: str | None = trace_problem(spec)
+        self.trace_file: Path | None = None
+        self._trace_written = -1
+        self._trace_write_at = 0.0
         self.lock = threading.Lock()
         self.commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.active = False
@@ -189,6 +198,8 @@ class LocalTopology:
                         if w.proc is not None and w.proc.poll() is None:
                             w.proc.kill()
                 self._check_workers()
+                if self.trace_file is not None:
+                    self._write_trace()
                 if self.stopping:
                     if all(w.proc is None or w.proc.poll() is not None for w in self.workers):
                         break
@@ -256,6 +267,10 @@ class LocalTopology:
                     self.error_count += 1
                 del self.errors[:-50]
                 w.backpressure = bool(extra.get("backpressure"))
+                if extra.get("trace"):
+                    self.trace.add(extra["trace"])
+                if extra.get("trace_error"):
+                    self.trace_error = str(extra["trace_error"])
         elif kind == "fatal":
             w.fatal = str(msg[3])
             with self.lock:
@@ -360,6 +375,33 @@ class LocalTopology:
                     pass
             out.append(ws)
         return out
+
+    def traces(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The sampled tuple trees (topology.debug.sample), most recent first
+        (see storm._trace.build_trees)."""
+        with self.lock:
+            events = self.trace.events()
+        return build_trees(events, limit)
+
+    def trace_snapshot(self) -> dict[str, Any]:
+        """What `storm trace NAME` reads: the sample rate, why tracing is off, the events."""
+        with self.lock:
+            return {"name": self.name, "sample": self.trace_sample, "error": self.trace_error,
+                    "events": self.trace.events(), "time": time.time()}
+
+    def _write_trace(self) -> None:
+        now = time.monotonic()
+        if self.trace.changes == self._trace_written or now < self._trace_write_at or self.trace_file is None:
+            return
+        self._trace_write_at = now + 0.5
+        self._trace_written = self.trace.changes
+        path = self.trace_file
+        try:
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_bytes(pack(self.trace_snapshot()))
+            os.replace(tmp, path)  # readers see a whole file
+        except OSError as exc:
+            log.warning("cannot write the trace file %s: %s", path, exc)
 
     def recent_errors(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -32,7 +32,7 @@ WINDOWS: tuple[tuple[str, float | None], ...] = (("10s", 10.0), ("10m", 600.0), 
 
 # Cumulative per-task counters a worker reports (see storm._runtime.TaskStats).
 COUNTERS = ("emitted", "transferred", "executed", "acked", "failed", "errors", "busy_s",
-            "exec_ns", "exec_samples", "complete_ns", "complete_samples")
+            "exec_ns", "exec_samples", "complete_ns", "complete_samples", "process_ns", "process_samples")
 
 _KEEP_SECS = 620.0  # a little over the longest window
 
@@ -153,6 +153,7 @@ class WindowStats:
     exec_ms: float | None = None
     complete_ms: float | None = None
     capacity: float | None = None  # bolts: the busiest task's share of the window in execute
+    process_ms: float | None = None  # bolts: execute start to ack (sampled)
 
 
 @dataclass
@@ -177,6 +178,7 @@ class ComponentStats:
     complete_p99_ms: float | None = None
     streams: dict[str, int] = field(default_factory=dict)
     capacity: float | None = None  # over the last 10 s
+    process_ms: float | None = None  # bolts: execute start to ack (sampled), all time
     reporting: int = 0  # tasks with a report
     windows: dict[str, WindowStats] = field(default_factory=dict)
     task_figures: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -304,6 +306,8 @@ def aggregate(
             ws.exec_ms = sums["exec_ns"] / sums["exec_samples"] / 1e6 if sums["exec_samples"] else None
             ws.complete_ms = (sums["complete_ns"] / sums["complete_samples"] / 1e6
                               if sums["complete_samples"] else None)
+            ws.process_ms = (sums["process_ns"] / sums["process_samples"] / 1e6
+                             if sums["process_samples"] else None)
             ws.capacity = busiest
             if seconds is not None and span > 0:
                 # The rate over the sampled span of the window.
@@ -317,6 +321,7 @@ def aggregate(
         cs.executed, cs.acked, cs.failed = all_time.executed, all_time.acked, all_time.failed
         cs.errors = all_time.errors
         cs.exec_ms, cs.complete_ms = all_time.exec_ms, all_time.complete_ms
+        cs.process_ms = all_time.process_ms
         cs.capacity = cs.windows["10s"].capacity
         out.append(cs)
     return TopologyStats(name, uptime, out, list(workers), [dict(e) for e in errors],
@@ -373,5 +378,6 @@ def for_window(components: Sequence[ComponentStats], window: str) -> list[Compon
             exec_ms=w.exec_ms, complete_ms=w.complete_ms, complete_p50_ms=c.complete_p50_ms,
             complete_p99_ms=c.complete_p99_ms, streams=dict(c.streams),
             capacity=w.capacity if w.capacity is not None else c.capacity, reporting=c.reporting,
+            process_ms=w.process_ms,
             windows=c.windows, task_figures=c.task_figures))
     return out

@@ -36,6 +36,9 @@ def collect_families(topologies: Sequence[TopologyStats]) -> list[Metric]:
                                       "Share of the last 10 s the busiest task spent executing", labels=comp),
         "exec_ms": GaugeMetricFamily("storm_component_execute_latency_ms",
                                      "Mean execute latency (sampled), all time", labels=comp),
+        "process_ms": GaugeMetricFamily("storm_component_process_latency_ms",
+                                        "Mean process latency of a bolt, execute start to ack (sampled), "
+                                        "all time", labels=comp),
         "complete_ms": GaugeMetricFamily("storm_component_complete_latency_ms",
                                          "Mean complete latency of the spout's tuple trees", labels=comp),
         "complete_p50_ms": GaugeMetricFamily("storm_component_complete_latency_p50_ms",
@@ -78,6 +81,7 @@ def collect_families(topologies: Sequence[TopologyStats]) -> list[Metric]:
                 for k, fam in task_counters.items():
                     fam.add_metric([*labels, str(t)], float(figs.get(k) or 0))
             values: dict[str, Any] = {"capacity": c.capacity, "exec_ms": c.exec_ms, "complete_ms": c.complete_ms,
+                                      "process_ms": c.process_ms,
                                       "complete_p50_ms": c.complete_p50_ms, "complete_p99_ms": c.complete_p99_ms,
                                       "queue": c.queue, "pending": c.pending,
                                       "rate": c.windows["10s"].rate if "10s" in c.windows else None}

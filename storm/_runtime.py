@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from . import _acking
+from . import _acking, _trace
 from ._acking import ACK_ACK, ACK_FAIL, ACK_INIT, ACK_RESULT, ACKER, RotatingMap, new_id
 from ._component import BasicBolt, Bolt, FailedException, Spout
 from ._context import TopologyContext
@@ -66,7 +66,7 @@ class TaskStats:
 
     __slots__ = ("emitted", "transferred", "executed", "acked", "failed", "errors",
                  "exec_ns", "exec_samples", "complete_ns", "complete_samples", "process_ns",
-                 "recent_complete_ns", "busy_s")
+                 "process_samples", "recent_complete_ns", "busy_s")
 
     def __init__(self) -> None:
         self.emitted: dict[str, int] = {}
@@ -79,7 +79,8 @@ class TaskStats:
         self.exec_samples = 0
         self.complete_ns = 0
         self.complete_samples = 0
-        self.process_ns = 0
+        self.process_ns = 0  # sampled execute-to-ack times (storm._trace.ProcessProbe)
+        self.process_samples = 0
         # Seconds spent in execute (whole chunks, measured with the readings the
         # bolt's run loop takes anyway): the numerator of capacity.
         self.busy_s = 0.0
@@ -106,6 +107,8 @@ class TaskStats:
             "exec_samples": self.exec_samples,
             "complete_ns": self.complete_ns,
             "complete_samples": self.complete_samples,
+            "process_ns": self.process_ns,
+            "process_samples": self.process_samples,
             "busy_s": self.busy_s,
         }
 
@@ -183,7 +186,10 @@ class Executor:
         self.acking = bool(self.acker_tasks)
         self._ack_sid = worker.spec.stream_ids.get((cdef.name, ACK_ACK), -1)
         self._fail_sid = worker.spec.stream_ids.get((cdef.name, ACK_FAIL), -1)
-        self._sample_every = max(1, int(round(1 / max(float(self.conf.get("topology.stats.sample.rate") or 0.05), 1e-6))))
+        rate = self.conf.get("topology.stats.sample.rate")
+        rate = 0.05 if rate is None else float(rate)
+        # 0 turns latency sampling off: a pass is never sampled.
+        self._sample_every = max(1, round(1 / rate)) if rate > 0 else 1 << 62
         tick = self.conf.get("topology.tick.tuple.freq.secs")
         self.tick_secs: float | None = float(tick) if tick else None
         self.next_tick = time.monotonic() + self.tick_secs if self.tick_secs else float("inf")
@@ -329,6 +335,10 @@ class Executor:
         self.instance.emit = fast
         if isinstance(self, BoltExecutor):
             self.ack = self.instance.ack = _bolt_ack(self)
+            # Process latency: called on sampled passes of run() only.
+            self._probe = _trace.ProcessProbe(self)
+        if self.worker.tracer is not None:  # topology.debug.sample > 0: wrap emit/execute/ack
+            self.worker.tracer.bind(self)
         if isinstance(self.instance, _acking.AckerBolt):
             route = self.routes[ACK_RESULT]
             deliver = self.worker.deliver
@@ -430,6 +440,8 @@ class BoltExecutor(Executor):
         stats = self.stats
         sample = (stats.executed // self._sample_every) != ((stats.executed + n) // self._sample_every)
         t0 = time.perf_counter_ns() if sample else 0
+        if sample:
+            self._probe(t0)  # process latency of the first tuple (storm._trace.ProcessProbe)
         start = now = time.perf_counter()
         deadline = start + self.worker.slice_secs
         done = 0
@@ -976,7 +988,8 @@ def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool 
     rooted: Callable[..., Sequence[int]] | None
     if spout:
         assert isinstance(ex, SpoutExecutor)
-        rooted = _rooted_spout_emit(ex)
+        tracer = worker.tracer  # tracing: sampled trees get marked root ids
+        rooted = _rooted_spout_emit(ex) if tracer is None else tracer.spout_rooted(ex)
     else:
         assert isinstance(ex, BoltExecutor)
         rooted = _anchored_bolt_emit(ex) if ex.acking else None
@@ -1203,6 +1216,7 @@ class Worker:
         self.spec = spec
         self.conf = dict(spec.config)
         self.assignment = assignment
+        self.tracer = _trace.make_tracer(self)  # None unless topology.debug.sample > 0 (and acking)
         self.index = index
         self.transport = transport
         self.local_tasks = frozenset(t for t, w in assignment.items() if w == index)

@@ -50,7 +50,8 @@ DOMAIN_CLIENTS = "storm-clients"
 #: Requests to nimbus that change the cluster: only admin keys may send them.
 # Ops that change the cluster, and trident_states, whose reply holds the state
 # backends' URLs / DSNs (with any password): only admin client keys may call them.
-ADMIN_OPS = frozenset({"submit", "kill", "rebalance", "activate", "deactivate", "trident_states"})
+# trident_states answers with backend URLs/DSNs (passwords), trace with tuple values: admin only.
+ADMIN_OPS = frozenset({"submit", "kill", "rebalance", "activate", "deactivate", "trident_states", "trace"})
 KEYS_HINT = "run `storm keys generate` and set storm.security.keys.dir"
 
 

@@ -23,6 +23,7 @@ from . import _acking
 from ._runtime import Worker
 from ._serialization import MAX_FRAME_BYTES
 from ._target import build_target, fingerprint, load_target
+from ._trace import NEEDS_ACKING, sample_rate
 from ._transport import ZmqTransport
 
 log = logging.getLogger("storm.worker")
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     transport.broadcast(["throttle", args.index, False])
     transport.report(["ready", args.index, os.getpid()])
     run_loop(worker, transport, args.parent_pid, args.orphan_timeout)
-    transport.report(["metrics", args.index, os.getpid(), worker.metrics(), worker.new_errors, {"final": True}])
+    transport.report(["metrics", args.index, os.getpid(), worker.metrics(), worker.new_errors,
+                      trace_extra(worker, {"final": True})])
     transport.report(["bye", args.index, os.getpid()])
     transport.close()
     log.info("worker %d stopped (backpressure turned on or off %d times)", args.index,
@@ -220,7 +222,7 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_ti
         if now >= next_report:
             next_report = now + report_every
             transport.report(["metrics", worker.index, os.getpid(), worker.metrics(), worker.new_errors,
-                              {"backpressure": bool(any(worker.blocked) or overloaded)}])
+                              trace_extra(worker, {"backpressure": bool(any(worker.blocked) or overloaded)})])
             worker.new_errors = []
             if parent_pid and not _alive(parent_pid):
                 if not orphaned_since:
@@ -245,6 +247,23 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_ti
                 worker.flush_all()
                 return
         timeout = 0 if did else idle_ms
+
+
+def trace_extra(worker: Worker, extra: dict[str, Any]) -> dict[str, Any]:
+    """The tracing part of a metrics report: the sample rate, why tracing is
+    off although asked for, and the events recorded since the last report."""
+    rate = sample_rate(worker.conf)
+    if rate <= 0:
+        return extra
+    extra["trace_sample"] = rate
+    tracer = worker.tracer
+    if tracer is None:
+        extra["trace_error"] = NEEDS_ACKING
+        return extra
+    extra["trace"] = tracer.take()
+    if tracer.dropped:
+        extra["trace_dropped"] = tracer.dropped
+    return extra
 
 
 def _alive(pid: int) -> bool:

@@ -114,5 +114,6 @@ from . import (  # noqa: E402, F401
     _cluster,  # noqa: E402, F401
     _monitor,
     _query,  # noqa: E402, F401
+    _trace,  # noqa: E402, F401
     _visualize,
 )

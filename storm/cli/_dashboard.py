@@ -155,7 +155,19 @@ def format_bytes(n: float | None) -> str:
     return f"{v:.1f}T"
 
 
-def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, float]) -> Table:
+class _Components:
+    """The component table; with room (wider than 80 columns) it adds the bolts'
+    process latency ("proc": execute start to ack)."""
+
+    def __init__(self, stats: Sequence[ComponentFigures], rates: Mapping[str, float]) -> None:
+        self.stats, self.rates = stats, rates
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _component_table(self.stats, self.rates, process=options.max_width >= 88)
+
+
+def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, float],
+                     process: bool = False) -> Table:
     table = Table(
         box=box.SIMPLE_HEAD,
         padding=0,  # the box's blank column rule separates columns: 11 fit in 80
@@ -169,12 +181,15 @@ def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, floa
     for header in ("tasks", "emitted", "executed", "acked", "failed", "rate/s", "queue"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("ms", justify="right", no_wrap=True)
+    if process:
+        table.add_column("proc", justify="right", no_wrap=True)
     table.add_column("cap", justify="right", no_wrap=True)
     table.add_column("err", justify="right", no_wrap=True)
     for c in stats:
         system = c.name.startswith("__")
         style = "dim" if system else ("cyan" if c.kind == "spout" else "")
         rate = rates.get(c.name)
+        proc = [format_latency(getattr(c, "process_ms", None)) if c.kind != "spout" else "-"] if process else []
         table.add_row(
             c.name,
             c.kind,
@@ -186,6 +201,7 @@ def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, floa
             "-" if rate is None else format_count(rate),
             format_count(c.queue),
             format_latency(_latency(c)),
+            *proc,
             _capacity(c),
             Text(format_count(c.errors), style="bold red" if c.errors else ""),
             style=style,
@@ -304,7 +320,7 @@ def render_dashboard(
         line.append(sparkline(trend), style="cyan")
         line.append(f" {format_count(trend[-1])}/s")
         parts.append(line)
-    parts += [_component_table(stats, rates), _WorkersLine(workers)]
+    parts += [_Components(stats, rates), _WorkersLine(workers)]
     if health is not None:
         line = Text("health ", style="bold")
         if health:

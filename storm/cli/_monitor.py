@@ -96,7 +96,8 @@ def stats_tables(stats: TopologyStats, windows: Sequence[str]) -> RenderableType
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=0,
                   title=f"window {window}", title_justify="left")
         t.add_column("component", no_wrap=True, max_width=16, overflow="ellipsis")
-        for col in ("emitted", "transf", "executed", "acked", "failed", "rate/s", "exec ms", "cmpl ms", "cap"):
+        for col in ("emitted", "transf", "executed", "acked", "failed", "rate/s", "exec ms", "proc ms", "cmpl ms",
+                    "cap"):
             t.add_column(col, justify="right", no_wrap=True)
         for c in comps:
             w = c.windows.get(window)
@@ -105,7 +106,7 @@ def stats_tables(stats: TopologyStats, windows: Sequence[str]) -> RenderableType
             t.add_row(c.name, format_count(w.emitted), format_count(w.transferred), format_count(w.executed),
                       format_count(w.acked), format_count(w.failed),
                       "-" if w.rate is None else format_count(w.rate), format_latency(w.exec_ms),
-                      format_latency(w.complete_ms),
+                      format_latency(w.process_ms), format_latency(w.complete_ms),
                       "-" if w.capacity is None or c.kind == "spout" else f"{w.capacity:.2f}",
                       style="dim" if c.name.startswith("__") else ("cyan" if c.kind == "spout" else ""))
         parts.append(t)

@@ -20,6 +20,7 @@ from rich.text import Text
 from .. import LocalCluster, LocalTopology, StormError, TopologySpec
 from .._local import ComponentStats
 from .._prometheus import PrometheusExporter
+from .._trace import trace_file
 from ..trident._registry import register_local, unregister_local
 from ._dashboard import compute_rates, format_count, render_dashboard, throughput
 
@@ -187,10 +188,13 @@ def run_local(
             sys.stdout.flush()
             # `storm query NAME` finds the topology's states through this entry.
             registered = register_local(cluster.local_dir, topo.name, topo.target, topo.overrides, topo.spec)
+            # `storm trace NAME` reads the sampled tuple trees from this file.
+            topo.trace_file = trace_file(cluster.local_dir, topo.name)
             try:
                 result = _watch(console, topo, duration, stop, live_mode)
             finally:
                 unregister_local(registered)
+                _remove_trace_file(topo)
                 if exporter is not None:
                     exporter.stop()
         finally:
@@ -199,6 +203,15 @@ def run_local(
             _kill_leftovers(cluster)
     _summary(console, topo, result)
     return result
+
+
+def _remove_trace_file(topo: LocalTopology) -> None:
+    path, topo.trace_file = topo.trace_file, None
+    if path is not None:
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def _watch(

@@ -191,7 +191,8 @@ class Nimbus:
             raise RequestError(
                 f"not allowed to {op}: this client's key ({user}) is not an admin key; "
                 f"only keys in {self.curve.dir / _security.ADMIN} on the nimbus host may submit, kill, "
-                "rebalance, activate, deactivate or look up state locations for `storm query NAME` "
+                "rebalance, activate, deactivate, look up state locations for `storm query NAME` "
+                "or read tuple values with `storm trace` "
                 "(storm keys add NAME --admin)"
             )
 
@@ -633,6 +634,30 @@ class Nimbus:
         except StormError as exc:
             raise RequestError(str(exc)) from None
         return {"name": topo["name"], "states": states}
+
+    def op_trace(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """The sampled tuple trees of one topology (topology.debug.sample), built
+        from the events in its workers' beats, most recent first (storm trace).
+        Read-only, but it answers with tuple values: an admin op under CURVE."""
+        from .._trace import build_trees
+
+        topo = self._topology(msg.get("name"))
+        a = self.state.get_obj(paths.assignment(topo["name"])) or {}
+        beats = self._beats(topo["name"], topo, a)
+        events: list[Any] = []
+        sample = 0.0
+        problems: set[str] = set()
+        for b in beats.values():
+            sample = max(sample, float(b.get("trace_sample") or 0.0))
+            if b.get("trace_error"):
+                problems.add(str(b["trace_error"]))
+            events.extend(b.get("trace") or [])
+        limit = msg.get("limit")
+        trees = build_trees(events, int(limit) if isinstance(limit, int) and limit > 0 else None)
+        reported = any(b.get("metrics") for b in beats.values())
+        return {"name": topo["name"], "sample": sample if reported else None,
+                "error": "; ".join(sorted(problems)) or None,
+                "workers": len(beats), "trees": trees}
 
     def op_stats(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         """Every figure of one topology over the metrics windows (storm stats, storm monitor)."""

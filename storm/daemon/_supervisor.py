@@ -35,6 +35,7 @@ import zmq
 
 from .. import _security
 from .._errors import StormError
+from .._trace import TraceStore
 from ._client import pack, unpack
 from ._code import resolve_target
 from ._code import unpack as unpack_code
@@ -43,6 +44,10 @@ from ._state import ClusterState, local_dir, open_state, paths
 log = logging.getLogger("storm.supervisor")
 
 MAX_ERRORS_KEPT = 10
+# Sampled tuple trees kept per worker (topology.debug.sample); they go into the
+# worker's beat, so they are bounded well under a ZooKeeper node's 1 MiB.
+TRACE_KEEP_PER_WORKER = 30
+TRACE_MAX_EVENTS_PER_TREE = 100
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 QUICK_DEATH_SECS = 10.0  # a worker that dies sooner than this after starting counts as failing
 LOG_CHUNK = 256 * 1024
@@ -78,6 +83,10 @@ class LocalWorker:
     stop_deadline: float = 0.0
     active_sent: bool | None = None
     exit_code: int | None = None
+    # topology.debug.sample: the worker's sampled tuple-tree events (bounded), its rate and problem.
+    trace: TraceStore | None = None
+    trace_sample: float = 0.0
+    trace_error: str = ""
 
     PERSISTED = ("topology", "topology_id", "version", "index", "port", "log_path", "out_path",
                  "control", "pid", "create_time")
@@ -548,6 +557,13 @@ class Supervisor:
                 w.metrics = {str(t): m for t, m in (msg[3] or {}).items()}
                 extra = msg[5] if len(msg) > 5 and isinstance(msg[5], dict) else {}
                 w.backpressure = bool(extra.get("backpressure"))
+                if extra.get("trace_sample"):
+                    w.trace_sample = float(extra["trace_sample"])
+                    w.trace_error = str(extra.get("trace_error") or "")
+                    if extra.get("trace"):
+                        if w.trace is None:
+                            w.trace = TraceStore(TRACE_KEEP_PER_WORKER, TRACE_MAX_EVENTS_PER_TREE)
+                        w.trace.add(extra["trace"])
                 for e in msg[4] or []:
                     w.errors.append(e)
                     w.error_count += 1
@@ -594,7 +610,17 @@ class Supervisor:
                 "restarts": w.restarts, "failures": w.failures, "fatal": w.fatal if w.status != "running" else "",
                 "metrics": w.metrics, "errors": w.errors, "error_count": w.error_count,
                 "cpu": cpu, "rss": rss, "time": time.time(), "backpressure": w.backpressure,
+                **self._trace_beat(w),
             })
+
+    @staticmethod
+    def _trace_beat(w: LocalWorker) -> dict[str, Any]:
+        """The trace part of a worker's beat (nothing unless topology.debug.sample is set):
+        nimbus's `trace` request assembles the trees from every worker's events."""
+        if not w.trace_sample:
+            return {}
+        return {"trace_sample": w.trace_sample, "trace_error": w.trace_error,
+                "trace": w.trace.events() if w.trace is not None else []}
 
     # -- surviving our own restart ----------------------------------------------------------
     def _save(self) -> None:

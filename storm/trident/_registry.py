@@ -95,7 +95,7 @@ def default_local_dir(local_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(local_dir) if local_dir else Path(tempfile.gettempdir()) / "storm-local"
 
 
-def _entry_path(local_dir: str | os.PathLike[str] | None, name: str) -> Path:
+def entry_path(local_dir: str | os.PathLike[str] | None, name: str) -> Path:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "topology"
     return default_local_dir(local_dir) / REGISTRY_DIR / f"{safe}.json"
 
@@ -109,7 +109,7 @@ def register_local(local_dir: str | os.PathLike[str] | None, name: str, target: 
     entry = {"name": name, "pid": os.getpid(), "target": target, "cwd": cwd, "started": time.time(),
              "overrides": {k: v for k, v in overrides.items() if _jsonable(v)},
              "states": describe_states(spec, cwd)}
-    path = _entry_path(local_dir, name)
+    path = entry_path(local_dir, name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
