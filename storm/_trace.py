@@ -51,6 +51,10 @@ UNSAMPLED_BIT = 1 << 63  # set on every other root a tracing spout draws
 MAX_VALUE_CHARS = 80
 MAX_EVENTS_PER_TREE = 200
 KEEP_TREES = 100
+# topology.debug.sample.max.per.sec: sampled trees a spout task starts per second
+# at most, whatever the rate, so the stores keep whole trees (their events come
+# from every worker, about once a second).
+MAX_PER_SEC_KEY = "topology.debug.sample.max.per.sec"
 MAX_PENDING_EVENTS = 5000  # per worker between two reports; more are dropped (counted)
 TRACE_FILE_SUFFIX = ".trace"
 
@@ -309,6 +313,10 @@ class Tracer:
         comp = ex.component
         task_component = self.task_component
         # The tracked map is made by bind (called after bind_emit); look it up late.
+        cap = worker.conf.get(MAX_PER_SEC_KEY)
+        max_per_sec = float(cap) if cap else float("inf")  # 0: no limit
+        window: list[float] = [0.0, 0.0]  # start of this second, trees sampled in it
+        monotonic = time.monotonic
 
         def rooted(values: Sequence[Any], route: Route, msg_id: Any) -> Sequence[int]:
             tasks = _choose(route, values)
@@ -320,6 +328,14 @@ class Tracer:
                 ex.immediate_acks.append(msg_id)
                 return tasks
             sampled = rand() < rate
+            if sampled:
+                now_s = monotonic()
+                if now_s - window[0] >= 1.0:
+                    window[0], window[1] = now_s, 0
+                if window[1] >= max_per_sec:
+                    sampled = False
+                else:
+                    window[1] += 1
             root = getrandbits(50) | 1 if sampled else getrandbits(64) | UNSAMPLED_BIT
             if local_slot >= 0:
                 root += local_slot - root % nackers
@@ -378,9 +394,14 @@ class ProcessProbe:
         self.target = tup
         self.t0 = t0
         if self.saved_ack is None:
+            inst = ex.instance
+            if inst.ack != ex.ack or inst.fail != ex.fail:  # != : bound methods are made anew
+                # The bolt routes its acks itself (a stateful bolt holds them
+                # until a checkpoint commits): not probed.
+                return
             self.saved_ack, self.saved_fail = ex.ack, ex.fail
-            ex.ack = ex.instance.ack = self.ack  # type: ignore[method-assign]
-            ex.fail = ex.instance.fail = self.fail  # type: ignore[method-assign]
+            ex.ack = inst.ack = self.ack  # type: ignore[method-assign]
+            ex.fail = inst.fail = self.fail  # type: ignore[method-assign]
 
     def _restore(self) -> None:
         ex = self.ex
@@ -388,8 +409,13 @@ class ProcessProbe:
         ex.fail = ex.instance.fail = self.saved_fail  # type: ignore[method-assign]
         self.saved_ack = self.saved_fail = self.target = None
 
+    # Code may keep a reference to these (a windowed bolt keeps `self.ack`), so
+    # they work unarmed too: then the executor's own ack / fail is back in place.
     def ack(self, tup: Tuple) -> None:
         inner = self.saved_ack
+        if inner is None:
+            self.ex.ack(tup)
+            return
         if tup is self.target:
             stats = self.stats
             stats.process_ns += time.perf_counter_ns() - self.t0
@@ -399,6 +425,9 @@ class ProcessProbe:
 
     def fail(self, tup: Tuple) -> None:
         inner = self.saved_fail
+        if inner is None:
+            self.ex.fail(tup)
+            return
         if tup is self.target:
             self._restore()
         inner(tup)

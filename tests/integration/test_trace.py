@@ -83,7 +83,8 @@ def test_sampling_off_records_no_events(cluster: LocalCluster) -> None:
 
 def test_sampling_off_binds_nothing_and_sampled_roots_are_marked() -> None:
     """In process: with sampling off no executor has a wrapper; with it on every
-    root is either below the mark (sampled, recorded) or has its top bit set."""
+    root is either below the mark (sampled, recorded) or has its top bit set;
+    a spout task samples at most topology.debug.sample.max.per.sec trees a second."""
     from storm._runtime import Worker
     from storm._target import build_target
 
@@ -94,20 +95,30 @@ def test_sampling_off_binds_nothing_and_sampled_roots_are_marked() -> None:
     assert split.emit.__name__ != "emit" or split.emit.__code__.co_filename.startswith("<storm emit")
     assert split._execute == split.instance.execute
 
-    spec = build_target(Traced, {"topology.workers": 1, "topology.debug.sample": 0.5, "itest.count": 400})
-    w = Worker(spec, spec.assign(1), 0)
-    assert w.tracer is not None
-    w.setup()
-    w.set_active(True)
-    roots: set[int] = set()
-    for _ in range(200):
-        roots.update(w.pending_inits)
-        w.step(time.monotonic())
-    events = w.tracer.take()
-    sampled = {r for r in roots if r < SAMPLED_LIMIT}
-    assert all(r >= 1 << 62 for r in roots - sampled)
-    assert 100 < len(sampled) < 300
-    assert {e["r"] for e in events if e["k"] == "root"} == sampled
+    def run(cap: int) -> tuple[set[int], set[int], float]:
+        spec = build_target(Traced, {"topology.workers": 1, "topology.debug.sample": 0.5, "itest.count": 400,
+                                     "topology.debug.sample.max.per.sec": cap})
+        w = Worker(spec, spec.assign(1), 0)
+        assert w.tracer is not None
+        w.setup()
+        w.set_active(True)
+        roots: set[int] = set()
+        t0 = time.monotonic()
+        for _ in range(200):
+            roots.update(w.pending_inits)
+            w.step(time.monotonic())
+        elapsed = time.monotonic() - t0
+        events = w.tracer.take()
+        sampled = {r for r in roots if r < SAMPLED_LIMIT}
+        assert all(r >= 1 << 62 for r in roots - sampled)
+        assert {e["r"] for e in events if e["k"] == "root"} == sampled
+        return roots, sampled, elapsed
+
+    roots, sampled, _ = run(0)  # no limit
+    assert len(roots) == 400 and 100 < len(sampled) < 300
+    roots, sampled, elapsed = run(5)
+    spout_tasks = len(build_target(Traced, {}).components["sentences"].tasks)
+    assert len(roots) == 400 and 1 <= len(sampled) <= 5 * spout_tasks * (int(elapsed) + 1)
 
 
 @pytest.mark.timeout(60)

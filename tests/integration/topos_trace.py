@@ -54,7 +54,7 @@ class SleepThenAck(Bolt):
 
 
 class Traced(Topology):
-    config = {"topology.workers": 2, "topology.debug.sample": 1.0}
+    config = {"topology.workers": 2, "topology.debug.sample": 1.0, "topology.debug.sample.max.per.sec": 0}
     sentences = Sentences.spec()
     split = Split.spec(inputs=[sentences], par=2)
     count = Count.spec(inputs={split: Grouping.fields("word")}, par=2)
