@@ -43,7 +43,9 @@ def main() -> None:
         names = [names[int(i) - 1] for i in args.cases.split(",")]
     results: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.rounds):
-        for name in names:  # interleaved: a noisy machine drifts between rounds, not between cases
+        # Interleaved, and each round starts with another case: a run right after
+        # another one was measured slower in every round (a first-position effect).
+        for name in names[r % len(names):] + names[:r % len(names)]:
             conf = {"bench.acking": True, **CASES[name]}
             got = run(args.workers, args.seconds, conf)
             results[name].append(got["words_per_s"])
