@@ -989,7 +989,7 @@ def _fast_emit(ex: Executor, general: Callable[..., Sequence[int]], spout: bool 
     if spout:
         assert isinstance(ex, SpoutExecutor)
         tracer = worker.tracer  # tracing: sampled trees get marked root ids
-        rooted = _rooted_spout_emit(ex) if tracer is None else tracer.spout_rooted(ex)
+        rooted = _rooted_spout_emit(ex, None if tracer is None else tracer.spout_trace(ex))
     else:
         assert isinstance(ex, BoltExecutor)
         rooted = _anchored_bolt_emit(ex) if ex.acking else None
@@ -1152,9 +1152,10 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
     return anchored
 
 
-def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any], Sequence[int]]:
+def _rooted_spout_emit(ex: SpoutExecutor, trace: Any = None) -> Callable[[Sequence[Any], Route, Any], Sequence[int]]:
     """A spout's emit with a msg_id: a new tuple tree (or, acking off, an
-    immediate ack)."""
+    immediate ack). With tracing on, `trace` (storm._trace.SpoutTrace) draws
+    the root ids (marking sampled trees) and records a sampled tree's edges."""
     deliver = _rooted_deliverer(ex)
     getrandbits = _acking._getrandbits
     worker = ex.worker
@@ -1169,6 +1170,8 @@ def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any
     local_slot = next((i for i, t in enumerate(ackers) if t in worker.local_tasks), -1)
     pending_put = ex.pending.put_new
     clock = time.perf_counter_ns
+    new_root = None if trace is None else trace.new_root
+    begin = None if trace is None else trace.begin
 
     def rooted(values: Sequence[Any], route: Route, msg_id: Any) -> Sequence[int]:
         tasks = _choose(route, values)
@@ -1179,15 +1182,18 @@ def _rooted_spout_emit(ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any
                 worker.deliver(t, values, route.meta.sid, me, None)
             ex.immediate_acks.append(msg_id)
             return tasks
-        root = getrandbits(64)
+        root = getrandbits(64) if new_root is None else new_root()
         if local_slot >= 0:
             root += local_slot - root % nackers
             if root > 18446744073709551615:  # stay in msgpack's uint64 range
                 root -= nackers
+        record = None if begin is None else begin(root, values, route, msg_id)
         xor = 0
         for t in tasks:
             e = getrandbits(64)
             xor ^= e
+            if record is not None:
+                record(t, e)
             deliver(route, t, values, (root, e))
         pending_put(root, (msg_id, clock()))
         # The init is folded with this worker's acks of the same tree and sent

@@ -290,77 +290,62 @@ class Tracer:
         ex.tick = tick  # type: ignore[method-assign]
         ex._trace_tracked = tracked  # type: ignore[attr-defined]
 
-    def spout_rooted(self, ex: SpoutExecutor) -> Callable[[Sequence[Any], Route, Any], Sequence[int]]:
-        """_rooted_spout_emit with tracing: a sampled share of new trees gets a
-        root below SAMPLED_LIMIT (recorded), every other one the top bit."""
+    def spout_trace(self, ex: SpoutExecutor) -> SpoutTrace:
+        """What a tracing spout's rooted emit (storm._runtime._rooted_spout_emit) asks."""
+        return SpoutTrace(self, ex)
+
+
+class SpoutTrace:
+    """One spout task's part of tracing: a sampled share of new trees (at most
+    topology.debug.sample.max.per.sec a second) gets a root below
+    SAMPLED_LIMIT, every other one the top bit; a sampled tree's root and
+    first edges are recorded."""
+
+    def __init__(self, tracer: Tracer, ex: SpoutExecutor) -> None:
         from . import _acking
-        from ._runtime import _choose, _rooted_deliverer
 
-        deliver = _rooted_deliverer(ex)
-        getrandbits = _acking._getrandbits
-        worker = ex.worker
-        me = ex.task_id
-        ackers = ex.acker_tasks
-        nackers = len(ackers)
-        acc = worker.pending_acks
-        inits = worker.pending_inits
-        local_slot = next((i for i, t in enumerate(ackers) if t in worker.local_tasks), -1)
-        pending_put = ex.pending.put_new
-        clock = time.perf_counter_ns
-        rate = self.rate
-        rand = random.Random(getrandbits(64)).random
+        self.ex = ex
+        self.getrandbits = _acking._getrandbits
+        self.rate = tracer.rate
+        self.rand = random.Random(self.getrandbits(64)).random
+        self.record = tracer.record
+        self.task_component = tracer.task_component
+        cap = ex.worker.conf.get(MAX_PER_SEC_KEY)
+        self.max_per_sec = float(cap) if cap else float("inf")  # 0: no limit
+        self.window_start = 0.0
+        self.in_window = 0  # trees sampled since window_start
+
+    def new_root(self) -> int:
+        if self.rand() < self.rate:
+            now = time.monotonic()
+            if now - self.window_start >= 1.0:
+                self.window_start, self.in_window = now, 0
+            if self.in_window < self.max_per_sec:
+                self.in_window += 1
+                return self.getrandbits(50) | 1
+        return self.getrandbits(64) | UNSAMPLED_BIT
+
+    def begin(self, root: int, values: Sequence[Any], route: Route, msg_id: Any
+              ) -> Callable[[int, int], None] | None:
+        """Record a sampled tree's root; return what records its edges (None when
+        the tree is not sampled)."""
+        if root >= SAMPLED_LIMIT:
+            return None
+        ex = self.ex
         record = self.record
-        comp = ex.component
+        comp, me, stream = ex.component, ex.task_id, route.stream
+        now = time.time()
+        text = short(values)
+        record({"k": "root", "r": root, "c": comp, "t": me, "s": stream, "v": text,
+                "m": short(msg_id, 40), "ts": now})
+        ex._trace_tracked[root] = time.perf_counter()  # type: ignore[attr-defined]
         task_component = self.task_component
-        # The tracked map is made by bind (called after bind_emit); look it up late.
-        cap = worker.conf.get(MAX_PER_SEC_KEY)
-        max_per_sec = float(cap) if cap else float("inf")  # 0: no limit
-        window: list[float] = [0.0, 0.0]  # start of this second, trees sampled in it
-        monotonic = time.monotonic
 
-        def rooted(values: Sequence[Any], route: Route, msg_id: Any) -> Sequence[int]:
-            tasks = _choose(route, values)
-            route.count += 1
-            ex.emitted_this_call += 1
-            if not nackers or not tasks:
-                for t in tasks:
-                    worker.deliver(t, values, route.meta.sid, me, None)
-                ex.immediate_acks.append(msg_id)
-                return tasks
-            sampled = rand() < rate
-            if sampled:
-                now_s = monotonic()
-                if now_s - window[0] >= 1.0:
-                    window[0], window[1] = now_s, 0
-                if window[1] >= max_per_sec:
-                    sampled = False
-                else:
-                    window[1] += 1
-            root = getrandbits(50) | 1 if sampled else getrandbits(64) | UNSAMPLED_BIT
-            if local_slot >= 0:
-                root += local_slot - root % nackers
-                if root > 18446744073709551615:
-                    root -= nackers
-            xor = 0
-            now = time.time() if sampled else 0.0
-            text = short(values) if sampled else ""
-            if sampled:
-                record({"k": "root", "r": root, "c": comp, "t": me, "s": route.stream, "v": text,
-                        "m": short(msg_id, 40), "ts": now})
-                ex._trace_tracked[root] = time.perf_counter()  # type: ignore[attr-defined]
-            for t in tasks:
-                e = getrandbits(64) or 1
-                xor ^= e
-                if sampled:
-                    record({"k": "emit", "r": root, "e": e, "p": 0, "c": comp, "t": me, "to": t,
-                            "tc": task_component.get(t, "?"), "s": route.stream, "v": text, "ts": now})
-                deliver(route, t, values, (root, e))
-            pending_put(root, (msg_id, clock()))
-            acc[root] = acc.get(root, 0) ^ xor
-            inits[root] = me
-            return tasks
+        def edge(t: int, e: int) -> None:
+            record({"k": "emit", "r": root, "e": e, "p": 0, "c": comp, "t": me, "to": t,
+                    "tc": task_component.get(t, "?"), "s": stream, "v": text, "ts": now})
 
-        return rooted
+        return edge
 
 
 # -- process latency ------------------------------------------------------------------
