@@ -1059,8 +1059,10 @@ def _rooted_deliverer(ex: Executor) -> Callable[[Route, int, Sequence[Any], Any]
 
 def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any], Sequence[int]]:
     """A bolt's emit with anchors while acking is on: one new edge id per anchor
-    and target, XORed into the anchor's ack value and the child's roots. The one
-    anchor case (almost every emit) is inlined end to end."""
+    and target, XORed into the anchor's ack value and the child's roots. The
+    keyed and cycled emit closures deliver one-anchor emits themselves
+    (_DELIVER_ONE); this serves the other routes (named streams, several
+    subscribers, all grouping)."""
     deliver = _rooted_deliverer(ex)
     getrandbits = _acking._getrandbits
     fromkeys = dict.fromkeys
@@ -1071,8 +1073,6 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
     batch_size = worker.batch_size
     me = ex.task_id
     new_tuple = object.__new__
-    fast_types = _FAST_TYPES
-    _str = str
 
     def anchored_many(values: Sequence[Any], route: Route, anchors: Any) -> Sequence[int]:
         tasks = _choose(route, values)
@@ -1107,21 +1107,7 @@ def _anchored_bolt_emit(ex: BoltExecutor) -> Callable[[Sequence[Any], Route, Any
         ar = a.roots
         if not ar:
             return anchored_many(values, route, (a,))
-        for v in values:
-            t = type(v)
-            if t is not _str and (t not in fast_types or (t is int and not -9223372036854775808 <= v <= 18446744073709551615)):
-                check_values(values, route.meta.component, route.stream, route.meta.fields)
-                break
-        mode = route.mode
-        if mode == 1:
-            try:
-                tasks = route.table[values[route.key_index]]
-            except (KeyError, TypeError):
-                tasks = route.choose(values)
-        elif mode == 2:
-            tasks = route.next()
-        else:
-            tasks = route.choose(values)
+        tasks = _choose(route, values)
         route.count += 1
         meta = route.meta
         for t in tasks:

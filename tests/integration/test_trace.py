@@ -30,14 +30,18 @@ STORM = Path(sys.executable).parent / "storm"
 TOPOS = HERE / "topos_trace.py"
 
 
-def finished(trees: list[dict[str, Any]], n: int) -> bool:
-    return sum(1 for t in trees if t["outcome"] != "pending") >= n
-
-
 def walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for n in nodes:
         yield n
         yield from walk(n["children"])
+
+
+def finished(trees: list[dict[str, Any]], n: int) -> bool:
+    """n trees ended and whole: the spout's worker knows a tree's outcome before
+    the other worker's report brings its part (every node here is executed and
+    acked or failed)."""
+    return sum(1 for t in trees if t["outcome"] != "pending" and t["nodes"]
+               and all(x["values"] is not None and x["result"] is not None for x in walk(t["nodes"]))) >= n
 
 
 def check_boom_tree(trees: list[dict[str, Any]]) -> None:
