@@ -6,9 +6,11 @@ cannot harm it. Input (JSON on stdin): code_dir, target, overrides, parallelism.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,30 @@ from ._code import build_spec, describe_spec, resolve_target
 
 if TYPE_CHECKING:
     from .._topology import TopologySpec
+
+
+def in_subprocess(module: str, code_dir: Path, target: str, overrides: Mapping[str, Any],
+                  parallelism: Mapping[str, int], timeout: float, invalid: str) -> dict[str, Any]:
+    """Run `python -m module` (a `run(...)` entry point) on unpacked code and
+    return its JSON answer; StormError when it fails, hangs, or says the
+    topology is bad (`invalid` heads that message)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *(p for p in sys.path if p)])
+    req = {"code_dir": str(code_dir), "target": target, "overrides": dict(overrides),
+           "parallelism": dict(parallelism)}
+    try:
+        proc = subprocess.run([sys.executable, "-m", module], input=json.dumps(req),
+                              capture_output=True, text=True, timeout=timeout, cwd=str(code_dir), env=env)
+    except subprocess.TimeoutExpired as exc:
+        raise StormError(f"building the topology took longer than {timeout:g}s") from exc
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise StormError(f"building the topology failed (exit {proc.returncode}): {' / '.join(tail)}")
+    out: dict[str, Any] = json.loads(lines[-1])
+    if not out.get("ok"):
+        raise StormError(f"{invalid}: {out.get('error')}")
+    return out
 
 
 def run(describe: Callable[[TopologySpec], dict[str, Any]]) -> int:

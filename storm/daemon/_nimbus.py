@@ -9,14 +9,11 @@ makes its host match them."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +27,7 @@ from .._errors import StormError
 from .._metrics import MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._client import pack, unpack
 from ._code import unpack as unpack_code
+from ._inspect import in_subprocess
 from ._scheduler import Slot, SupervisorSlots, schedule
 from ._state import ClusterState, local_dir, open_state, paths
 
@@ -227,24 +225,11 @@ class Nimbus:
     def inspect(self, code_dir: Path, target: str, overrides: Mapping[str, Any],
                 parallelism: Mapping[str, int]) -> dict[str, Any]:
         """Build the topology in a subprocess; its description or RequestError."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *(p for p in sys.path if p)])
-        req = {"code_dir": str(code_dir), "target": target, "overrides": dict(overrides),
-               "parallelism": dict(parallelism)}
         try:
-            proc = subprocess.run([sys.executable, "-m", "storm.daemon._inspect"], input=json.dumps(req),
-                                  capture_output=True, text=True, timeout=INSPECT_TIMEOUT, cwd=str(code_dir),
-                                  env=env)
-        except subprocess.TimeoutExpired as exc:
-            raise RequestError(f"building the topology took longer than {INSPECT_TIMEOUT:g}s") from exc
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if not lines:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise RequestError(f"building the topology failed (exit {proc.returncode}): {' / '.join(tail)}")
-        out: dict[str, Any] = json.loads(lines[-1])
-        if not out.get("ok"):
-            raise RequestError(f"invalid topology: {out.get('error')}")
-        return out
+            return in_subprocess("storm.daemon._inspect", code_dir, target, overrides, parallelism,
+                                 INSPECT_TIMEOUT, "invalid topology")
+        except StormError as exc:
+            raise RequestError(str(exc)) from exc
 
     def supervisors(self) -> dict[str, dict[str, Any]]:
         """Every registered supervisor, with `alive` by nimbus's own clock."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -174,22 +173,10 @@ def describe_in_subprocess(code_dir: Path, target: str, overrides: Mapping[str, 
                            parallelism: Mapping[str, int], timeout: float) -> dict[str, Any]:
     """Build the topology from unpacked code in a process of its own (as nimbus
     validates code) and return {state name: description}; StormError on failure."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(code_dir), *(p for p in sys.path if p)])
-    req = {"code_dir": str(code_dir), "target": target, "overrides": dict(overrides),
-           "parallelism": dict(parallelism)}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "storm.trident._registry"], input=json.dumps(req),
-                              capture_output=True, text=True, timeout=timeout, cwd=str(code_dir), env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise StormError(f"building the topology took longer than {timeout:g}s") from exc
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise StormError(f"building the topology failed (exit {proc.returncode}): {' / '.join(tail)}")
-    out: dict[str, Any] = json.loads(lines[-1])
-    if not out.get("ok"):
-        raise StormError(f"describing the topology's states failed: {out.get('error')}")
+    from ..daemon._inspect import in_subprocess
+
+    out = in_subprocess("storm.trident._registry", code_dir, target, overrides, parallelism, timeout,
+                        "describing the topology's states failed")
     states: dict[str, Any] = out["states"]
     return states
 
