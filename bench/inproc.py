@@ -16,27 +16,14 @@ import argparse
 import gc
 import os
 import sys
-from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from storm._config import parse_overrides  # noqa: E402
-from storm._runtime import Worker  # noqa: E402
+from storm._runtime import MemoryTransport, Worker  # noqa: E402
 from storm._target import build_target  # noqa: E402
 from topologies import BenchWordCount  # noqa: E402
-
-
-class MemoryTransport:
-    def __init__(self, workers: int) -> None:
-        self.frames: dict[int, list[bytes]] = {i: [] for i in range(workers)}
-
-    def send(self, worker: int, data: bytes) -> bool:
-        self.frames[worker].append(data)
-        return True
-
-    def report(self, msg: Any) -> None:
-        pass
 
 
 def main() -> None:
@@ -58,7 +45,7 @@ def main() -> None:
         w.slice_secs = 1e9  # passes end by budget, not time: the same work under valgrind
     for _ in range(args.passes):
         for w in workers:
-            frames, transport.frames[w.index] = transport.frames[w.index], []
+            frames = transport.take(w.index)
             if frames:
                 w.receive(frames)
             w.step(0)

@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # Sourced by scripts/test, scripts/demo and .ci/run: makes sure the repo's .venv
-# exists and holds this package installed editable with its test extras.
-# Reinstalls only when pyproject.toml changed since the last install.
+# exists and holds this package installed editable with its test extras, and
+# that the compiled runtime core (mypyc; see setup.py) matches its source.
+# Reinstalls only when pyproject.toml or setup.py changed since the last install;
+# rebuilds the core only when one of its compiled modules changed.
+# STORM_PURE_PYTHON=1 skips compiling (the core then runs from source).
 # Set PYTHON to choose the interpreter (default: the first python3.11+ found).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,10 +50,39 @@ ensure_venv() {
         _make_venv "$py"
     fi
     stamp="$VENV/.storm-install-stamp"
-    want="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1) $REPO_ROOT"
+    want="$(cat "$REPO_ROOT/pyproject.toml" "$REPO_ROOT/setup.py" | sha256sum | cut -d' ' -f1) $REPO_ROOT"
     if [ ! -x "$VENV/bin/storm" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "installing storm-streams (editable, with test extras) into $VENV" >&2
-        "$VENV/bin/python" -m pip install -qq -e "$REPO_ROOT[test]" >&2
+        # The core is compiled in place below, with the venv's own mypy.
+        STORM_PURE_PYTHON=1 "$VENV/bin/python" -m pip install -qq -e "$REPO_ROOT[test]" >&2
+        echo "$want" >"$stamp"
+    fi
+    ensure_core_build
+}
+
+# The compiled modules' source, hashed: the build is redone when it changes.
+_core_sources_hash() {
+    (cd "$REPO_ROOT" && "$VENV/bin/python" -c 'import re,sys; print(" ".join(re.findall(r"\"(storm/[^\"]+\.py)\"", open("setup.py").read())))' \
+        | xargs cat setup.py | sha256sum | cut -d' ' -f1)
+}
+
+ensure_core_build() {
+    local stamp want
+    if [ -n "${STORM_PURE_PYTHON:-}" ] && [ "${STORM_PURE_PYTHON}" != 0 ]; then
+        return 0
+    fi
+    if ! command -v "$("$VENV/bin/python" -c 'import sysconfig; print((sysconfig.get_config_var("CC") or "cc").split()[0])')" >/dev/null 2>&1; then
+        echo "no C compiler: the runtime core runs as pure Python" >&2
+        return 0
+    fi
+    stamp="$VENV/.storm-core-stamp"
+    want="$(_core_sources_hash)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! ls "$REPO_ROOT"/storm/_runtime/worker.*.so >/dev/null 2>&1; then
+        echo "compiling the runtime core with mypyc (setup.py build_ext --inplace)" >&2
+        (cd "$REPO_ROOT" && "$VENV/bin/python" setup.py -q build_ext --inplace >/dev/null) || {
+            echo "error: compiling the runtime core failed; STORM_PURE_PYTHON=1 runs it from source" >&2
+            return 1
+        }
         echo "$want" >"$stamp"
     fi
 }

@@ -12,6 +12,11 @@ Write spouts and bolts, wire them into a topology, run it on worker processes::
 Run it with ``storm local wordcount.py``.
 """
 
+from . import _purepython
+
+if _purepython.pure_python_requested():  # before the core is first imported
+    _purepython.prefer_source()
+
 from ._component import BasicBolt, Bolt, ComponentSpec, FailedException, Spout, Stream, StreamRef
 from ._context import TopologyContext
 from ._errors import (

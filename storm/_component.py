@@ -135,6 +135,11 @@ class Component:
     outputs: ClassVar[Sequence[str | Stream] | None] = None
     #: Set by the runtime: this task's logger.
     logger: logging.Logger
+    #: Set by the runtime: this task's collector (emit, and for bolts ack and
+    #: fail). ``self.emit`` and friends are the collector's unless the class
+    #: defines its own; one that does (a stateful or windowed bolt) calls the
+    #: collector for the real thing.
+    collector: Any
 
     @classmethod
     def spec(

@@ -23,7 +23,8 @@ _pack = _packer.pack
 
 
 def pack(obj: Any) -> bytes:
-    return _pack(obj)
+    data: bytes = _pack(obj)
+    return data
 
 
 def unpack(data: bytes) -> Any:

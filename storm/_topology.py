@@ -11,14 +11,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from . import _config
+from ._acking import (
+    ACK_ACK,
+    ACK_FAIL,
+    ACK_INIT,
+    ACK_RESULT,
+    ACKER,
+    ROTATING_BUCKETS,
+    AckerDeclaration,
+)
 from ._component import Bolt, ComponentSpec, Spout, Stream, StreamRef
-from ._errors import TopologyError
+from ._errors import ConfigError, StormError, TopologyError
 from ._grouping import CustomGrouping, Grouping
 from ._tuple import DEFAULT_STREAM, StreamMeta
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
-ACKER = "__acker"
 # Tasks per component at most: beyond it a typo (par=10**9) would exhaust memory.
 MAX_PARALLELISM = 10_000
 SYSTEM_PREFIX = "__"
@@ -311,8 +319,6 @@ def _add_system_components(defs: dict[str, ComponentDef], conf: dict[str, Any]) 
     with a class method ``wire_topology(defs)`` (stateful bolts add their
     checkpoint-barrier streams this way); it must be idempotent, as it runs again
     when ``with_config`` re-resolves a spec. Each distinct hook runs once."""
-    from . import _acking
-
     seen: set[Any] = set()
     for d in list(defs.values()):
         hook = getattr(d.cls, "wire_topology", None)
@@ -320,7 +326,7 @@ def _add_system_components(defs: dict[str, ComponentDef], conf: dict[str, Any]) 
         if hook is not None and not d.system and key not in seen:
             seen.add(key)
             hook(defs)
-    _acking.add_acker(defs, conf)
+    add_acker(defs, conf)
 
 
 class Topology:
@@ -464,3 +470,65 @@ class TopologyBuilder:
         conf = dict(self.config)
         conf.update(overrides or {})
         return build_spec(self.name, self._specs, conf)
+
+
+def with_parallelism(spec: TopologySpec, parallelism: Mapping[str, int]) -> TopologySpec:
+    """`spec` with some components' parallelism changed (a rebalance's -e);
+    task ids are renumbered exactly as a fresh build would number them."""
+    if not parallelism:
+        return spec
+    for name, par in parallelism.items():
+        comp = spec.components.get(name)
+        if comp is None or comp.system:
+            known = ", ".join(c for c in spec.components if not spec.components[c].system)
+            raise StormError(f"topology '{spec.name}' has no component '{name}'; its components: {known}")
+        if not isinstance(par, int) or isinstance(par, bool) or par < 1:
+            raise StormError(f"component '{name}': parallelism must be an integer >= 1, got {par!r}")
+    defs = {
+        c.name: replace(
+            c,
+            par=int(parallelism.get(c.name, c.par)),
+            outputs={k: v for k, v in c.outputs.items() if not k.startswith(SYSTEM_PREFIX)},
+            inputs=[i for i in c.inputs if not i.source.startswith(SYSTEM_PREFIX)],
+            tasks=[],
+        )
+        for c in spec.components.values()
+        if not c.system
+    }
+    conf = dict(spec.config)
+    conf["topology.acker.executors"] = spec.requested_ackers
+    return _resolve(spec.name, defs, conf, spec.requested_ackers)
+
+
+def add_acker(defs: dict[str, ComponentDef], conf: dict[str, Any]) -> None:
+    """Add the `__acker` system bolt and the ack streams to a topology being built."""
+    n = conf.get("topology.acker.executors")
+    if n is None:
+        n = int(conf.get("topology.workers", 1))
+    if not isinstance(n, int) or n < 0:
+        raise ConfigError(f"topology.acker.executors must be an integer >= 0, got {n!r}")
+    conf["topology.acker.executors"] = n
+    if n == 0:
+        return
+    timeout = float(conf.get("topology.message.timeout.secs", 30))
+    acker = ComponentDef(
+        name=ACKER,
+        cls=AckerDeclaration,
+        par=n,
+        is_spout=False,
+        outputs={ACK_RESULT: Stream(("root", "ok"), ACK_RESULT, direct=True)},
+        inputs=[],
+        config={"topology.tick.tuple.freq.secs": max(timeout / (ROTATING_BUCKETS - 1), 0.05)},
+        system=True,
+    )
+    direct = Grouping.direct()
+    for d in sorted(defs.values(), key=lambda d: d.name):
+        d.outputs[ACK_ACK] = Stream(("root", "xor"), ACK_ACK, direct=True)
+        d.outputs[ACK_FAIL] = Stream(("root",), ACK_FAIL, direct=True)
+        acker.inputs.append(Subscription(d.name, ACK_ACK, ACKER, direct))
+        acker.inputs.append(Subscription(d.name, ACK_FAIL, ACKER, direct))
+        if d.is_spout:
+            d.outputs[ACK_INIT] = Stream(("root", "xor", "task"), ACK_INIT, direct=True)
+            acker.inputs.append(Subscription(d.name, ACK_INIT, ACKER, direct))
+            d.inputs.append(Subscription(ACKER, ACK_RESULT, d.name, direct))
+    defs[ACKER] = acker

@@ -9,11 +9,11 @@ with a msg_id, fall below the mark with a chance of 2**-13: their events are
 kept by no tree, because a tree is shown only with its spout's record.) The low
 bits stay free for `_rooted_spout_emit`'s choice of a local acker.
 
-**Zero cost when off.** The run time binds the wrappers below only when
-`topology.debug.sample > 0` and acking is on (`Worker.tracer`); otherwise no
-emit, execute or ack path does anything new. With tracing on, each emit,
-execute and ack pays one test of the tuple's root; only sampled trees pay for
-records.
+**Zero cost when off.** Tracing is a set of task hooks (storm._runtime.hooks)
+given to a worker only when `topology.debug.sample > 0` and acking is on
+(`traced_worker`); otherwise every task runs the plain path. With tracing on,
+every task runs the hooked path and each emit, execute and ack pays one test
+of the tuple's root; only sampled trees pay for records.
 
 **Events** are small dicts a worker collects in `Tracer.events` and sends with
 its metrics report (`extra["trace"]`); `TraceStore` keeps the last trees
@@ -35,16 +35,17 @@ Events (all times are wall-clock seconds):
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._tuple import DEFAULT_STREAM, TICK_META, Tuple
+from ._runtime.hooks import TaskHooks
 
 if TYPE_CHECKING:
-    from ._runtime import BoltExecutor, Executor, Route, SpoutExecutor, Worker
+    from ._runtime import Worker
 
 SAMPLED_LIMIT = 1 << 51  # roots below this are in sampled trees (drawn below 2**50)
 UNSAMPLED_BIT = 1 << 63  # set on every other root a tracing spout draws
@@ -60,11 +61,11 @@ TRACE_FILE_SUFFIX = ".trace"
 
 __all__ = [
     "KEEP_TREES",
-    "ProcessProbe",
     "TraceStore",
     "Tracer",
     "build_trees",
     "make_tracer",
+    "traced_worker",
     "sample_rate",
     "short",
 ]
@@ -113,31 +114,45 @@ def trace_problem(spec: Any) -> str | None:
     return None
 
 
-def make_tracer(worker: Worker) -> Tracer | None:
-    """The worker's tracer, or None (tracing off, or acking off: no trees)."""
-    rate = sample_rate(worker.conf)
-    if rate <= 0 or trace_problem(worker.spec) is not None:
+def make_tracer(spec: Any) -> Tracer | None:
+    """The tracer of a worker of `spec`, or None (tracing off, or acking off: no trees)."""
+    rate = sample_rate(spec.config)
+    if rate <= 0 or trace_problem(spec) is not None:
         return None
-    return Tracer(worker, rate)
+    return Tracer(spec, rate)
+
+
+def traced_worker(spec: Any, assignment: dict[int, int], index: int, transport: Any = None
+                  ) -> tuple[Worker, Tracer | None]:
+    """A Worker of `spec` with its tracer bound (None when tracing is off)."""
+    from ._runtime import Worker
+
+    tracer = make_tracer(spec)
+    worker = Worker(spec, assignment, index, transport,
+                    hooks=None if tracer is None else tracer.hooks_for)
+    return worker, tracer
 
 
 def trace_file(local_dir: Any, name: str) -> Any:
     """Where `storm local` keeps the traces of topology `name` for `storm trace NAME`:
     next to its entry in the registry of running local topologies."""
-    from .trident._registry import entry_path
+    from ._registry import entry_path
 
     return entry_path(local_dir, name).with_suffix(TRACE_FILE_SUFFIX)
 
 
 class Tracer:
-    """One worker's tracing: the wrappers it binds and the events they record."""
+    """One worker's tracing: the task hooks it gives each spout and bolt task,
+    and the events they record."""
 
-    def __init__(self, worker: Worker, rate: float) -> None:
-        self.worker = worker
+    def __init__(self, spec: Any, rate: float) -> None:
+        self.spec = spec
         self.rate = rate
         self.events: list[dict[str, Any]] = []
         self.dropped = 0
-        self.task_component = {t: c.name for c in worker.spec.components.values() for t in c.tasks}
+        self.task_component = {t: c.name for c in spec.components.values() for t in c.tasks}
+        cap = spec.config.get(MAX_PER_SEC_KEY)
+        self.max_per_sec = float(cap) if cap else float("inf")  # 0: no limit
 
     def record(self, ev: dict[str, Any]) -> None:
         if len(self.events) >= MAX_PENDING_EVENTS:
@@ -149,273 +164,131 @@ class Tracer:
         out, self.events = self.events, []
         return out
 
-    # -- binding --------------------------------------------------------------
-    def bind(self, ex: Executor) -> None:
-        """Wrap the executor's emit, execute, ack and fail (after bind_emit)."""
-        from ._acking import AckerBolt
-        from ._runtime import BoltExecutor, SpoutExecutor
+    def hooks_for(self, task: Any) -> TaskHooks | None:
+        """The hook factory a Worker asks once per task (the acker is not traced)."""
+        if task.system:
+            return None
+        if task.is_spout:
+            return SpoutTrace(self, task.component, task.task_id)
+        return BoltTrace(self, task.component, task.task_id)
 
-        if isinstance(ex, SpoutExecutor):
-            self._bind_spout(ex)
-        elif isinstance(ex, BoltExecutor) and not isinstance(ex.instance, AckerBolt):
-            self._bind_bolt(ex)
 
-    def _bind_bolt(self, ex: BoltExecutor) -> None:
-        record = self.record
-        comp, me = ex.component, ex.task_id
-        inner_emit = ex.emit
-        basic = ex.basic
-        wall = time.time
+def _record_sampled(record: Callable[[dict[str, Any]], None], kind: str, roots: Any, comp: str,
+                    me: int) -> None:
+    if type(roots) is dict:
+        for r, e in roots.items():
+            if r < SAMPLED_LIMIT:
+                record({"k": kind, "r": r, "e": e, "c": comp, "t": me, "ts": time.time()})
+    elif roots[0] < SAMPLED_LIMIT:
+        record({"k": kind, "r": roots[0], "e": roots[1], "c": comp, "t": me, "ts": time.time()})
 
-        def emit(values: Sequence[Any], stream: str = DEFAULT_STREAM, anchors: Any = None,
-                 direct_task: int | None = None, need_task_ids: bool = True) -> Sequence[int]:
-            if anchors is None:
-                if basic:
-                    cur = ex.current
-                    if cur is not None and cur.roots and _sampled(cur.roots) is not None:
-                        return self._traced_emit(ex, values, stream, (cur,), direct_task)
-                return inner_emit(values, stream, anchors, direct_task, need_task_ids)
-            group = (anchors,) if type(anchors) is Tuple else anchors
-            for a in group:
-                ar = getattr(a, "roots", None)
-                if ar and _sampled(ar) is not None:
-                    return self._traced_emit(ex, values, stream, group, direct_task)
-            return inner_emit(values, stream, anchors, direct_task, need_task_ids)
 
-        ex.emit = emit  # type: ignore[method-assign]
-        ex.instance.emit = emit
+class BoltTrace(TaskHooks):
+    """A bolt task's part of tracing: the executes, children and acks of sampled trees."""
 
-        inner_execute = ex._execute
+    def __init__(self, tracer: Tracer, component: str, task_id: int) -> None:
+        self.record = tracer.record
+        self.task_component = tracer.task_component
+        self.comp = component
+        self.me = task_id
 
-        def execute(tup: Tuple) -> Any:
-            roots = tup.roots
-            hit = _sampled(roots) if roots else None
-            if hit is None:
-                return inner_execute(tup)
-            t0 = wall()
-            try:
-                result = inner_execute(tup)
-            except BaseException as exc:
-                record({"k": "exec", "r": hit[0], "e": hit[1], "c": comp, "t": me, "t0": t0, "t1": wall(),
-                        "err": short(f"{type(exc).__name__}: {exc}", 200)})
-                raise
-            record({"k": "exec", "r": hit[0], "e": hit[1], "c": comp, "t": me, "t0": t0, "t1": wall()})
-            return result
-
-        ex._execute = execute
-
-        def wrap(inner: Callable[[Tuple], None], kind: str) -> Callable[[Tuple], None]:
-            def result(tup: Tuple) -> None:
-                roots = tup.roots
-                if roots:
-                    if type(roots) is dict:
-                        for r, e in roots.items():
-                            if r < SAMPLED_LIMIT:
-                                record({"k": kind, "r": r, "e": e, "c": comp, "t": me, "ts": wall()})
-                    elif roots[0] < SAMPLED_LIMIT:
-                        record({"k": kind, "r": roots[0], "e": roots[1], "c": comp, "t": me, "ts": wall()})
-                inner(tup)
-
-            return result
-
-        ex.ack = ex.instance.ack = wrap(ex.ack, "ack")  # type: ignore[method-assign,assignment]
-        ex.fail = ex.instance.fail = wrap(ex.fail, "fail")  # type: ignore[method-assign,assignment]
-
-    def _traced_emit(self, ex: BoltExecutor, values: Sequence[Any], stream: str, anchors: Sequence[Any],
-                     direct_task: int | None) -> Sequence[int]:
-        """A bolt's anchored emit into a sampled tree: as _emit_general's, recording each child."""
-        from ._acking import new_id
-        from ._runtime import root_items
-
-        route = ex.routes.get(stream) or ex._route(stream)
-        tasks = ex._targets(route, values, direct_task)
-        route.count += 1
-        sid = route.meta.sid
-        me = ex.task_id
-        deliver = ex.worker.deliver
-        now = time.time()
+    def edge(self, task: Any, stream: str, values: Sequence[Any], target: int, roots: Any,
+             anchors: Sequence[Any]) -> None:
+        items = roots.items() if type(roots) is dict else (roots,)
         text = None
-        for t in tasks:
-            roots: dict[int, int] = {}
-            parents: dict[int, int] = {}
+        now = time.time()
+        for r, child in items:
+            if r >= SAMPLED_LIMIT:
+                continue
+            parent = 0
             for a in anchors:
                 ar = a.roots
                 if not ar:
                     continue
-                e = new_id()
-                a.ack_val = getattr(a, "ack_val", 0) ^ e
-                for r, edge in root_items(ar):
-                    roots[r] = roots.get(r, 0) ^ e
-                    parents.setdefault(r, edge)
-            for r, child in roots.items():
-                if r < SAMPLED_LIMIT:
-                    if text is None:
-                        text = short(values)
-                    self.record({"k": "emit", "r": r, "e": child, "p": parents[r], "c": ex.component, "t": me,
-                                 "to": t, "tc": self.task_component.get(t, "?"), "s": stream, "v": text,
-                                 "ts": now})
-            if not roots:
-                deliver(t, values, sid, me, None)
-            elif len(roots) == 1:
-                deliver(t, values, sid, me, next(iter(roots.items())))
-            else:
-                deliver(t, values, sid, me, roots)
-        return tasks
+                if type(ar) is dict:
+                    if r in ar:
+                        parent = ar[r]
+                        break
+                elif ar[0] == r:
+                    parent = ar[1]
+                    break
+            if text is None:
+                text = short(values)
+            self.record({"k": "emit", "r": r, "e": child, "p": parent, "c": self.comp, "t": self.me,
+                         "to": target, "tc": self.task_component.get(target, "?"), "s": stream,
+                         "v": text, "ts": now})
 
-    def _bind_spout(self, ex: SpoutExecutor) -> None:
-        record = self.record
-        tracked: dict[int, float] = {}  # sampled root -> perf_counter at emit
-        inner_finish = ex.finish
+    def before_execute(self, task: Any, tup: Any) -> Any:
+        roots = tup.roots
+        hit = _sampled(roots) if roots else None
+        return None if hit is None else (hit, time.time())
 
-        def finish(root: int, ok: bool) -> None:
-            t0 = tracked.pop(root, None) if root < SAMPLED_LIMIT else None
-            if t0 is not None:
-                record({"k": "done", "r": root, "ok": bool(ok), "why": "acked" if ok else "failed",
-                        "ms": (time.perf_counter() - t0) * 1000.0, "ts": time.time()})
-            inner_finish(root, ok)
+    def after_execute(self, task: Any, tup: Any, token: Any, error: BaseException | None) -> None:
+        if token is None:
+            return
+        (r, e), t0 = token
+        ev = {"k": "exec", "r": r, "e": e, "c": self.comp, "t": self.me, "t0": t0, "t1": time.time()}
+        if error is not None:
+            ev["err"] = short(f"{type(error).__name__}: {error}", 200)
+        self.record(ev)
 
-        ex.finish = finish  # type: ignore[method-assign]
-        inner_tick = ex.tick
-        pending = ex.pending
+    def acked(self, task: Any, tup: Any) -> None:
+        if tup.roots:
+            _record_sampled(self.record, "ack", tup.roots, self.comp, self.me)
 
-        def tick(now: float) -> None:
-            inner_tick(now)
-            if tracked:
-                gone = [r for r in tracked if r not in pending]
-                for r in gone:
-                    t0 = tracked.pop(r)
-                    record({"k": "done", "r": r, "ok": False, "why": "timed out",
-                            "ms": (time.perf_counter() - t0) * 1000.0, "ts": time.time()})
-
-        ex.tick = tick  # type: ignore[method-assign]
-        ex._trace_tracked = tracked  # type: ignore[attr-defined]
-
-    def spout_trace(self, ex: SpoutExecutor) -> SpoutTrace:
-        """What a tracing spout's rooted emit (storm._runtime._rooted_spout_emit) asks."""
-        return SpoutTrace(self, ex)
+    def failed(self, task: Any, tup: Any) -> None:
+        if tup.roots:
+            _record_sampled(self.record, "fail", tup.roots, self.comp, self.me)
 
 
-class SpoutTrace:
+class SpoutTrace(TaskHooks):
     """One spout task's part of tracing: a sampled share of new trees (at most
     topology.debug.sample.max.per.sec a second) gets a root below
-    SAMPLED_LIMIT, every other one the top bit; a sampled tree's root and
-    first edges are recorded."""
+    SAMPLED_LIMIT, every other one the top bit; a sampled tree's root, first
+    edges and outcome are recorded."""
 
-    def __init__(self, tracer: Tracer, ex: SpoutExecutor) -> None:
-        from . import _acking
-
-        self.ex = ex
-        self.getrandbits = _acking._getrandbits
+    def __init__(self, tracer: Tracer, component: str, task_id: int) -> None:
+        self.ids = random.Random(int.from_bytes(os.urandom(16), "little"))
         self.rate = tracer.rate
-        self.rand = random.Random(self.getrandbits(64)).random
+        self.rand = random.Random(self.ids.getrandbits(64)).random
         self.record = tracer.record
         self.task_component = tracer.task_component
-        cap = ex.worker.conf.get(MAX_PER_SEC_KEY)
-        self.max_per_sec = float(cap) if cap else float("inf")  # 0: no limit
+        self.max_per_sec = tracer.max_per_sec
+        self.comp = component
+        self.me = task_id
         self.window_start = 0.0
         self.in_window = 0  # trees sampled since window_start
+        self.tracked: dict[int, float] = {}  # sampled root -> perf_counter at emit
 
-    def new_root(self) -> int:
+    def new_root(self, task: Any) -> int | None:
         if self.rand() < self.rate:
             now = time.monotonic()
             if now - self.window_start >= 1.0:
                 self.window_start, self.in_window = now, 0
             if self.in_window < self.max_per_sec:
                 self.in_window += 1
-                return self.getrandbits(50) | 1
-        return self.getrandbits(64) | UNSAMPLED_BIT
+                return self.ids.getrandbits(50) | 1
+        return self.ids.getrandbits(64) | UNSAMPLED_BIT
 
-    def begin(self, root: int, values: Sequence[Any], route: Route, msg_id: Any
-              ) -> Callable[[int, int], None] | None:
-        """Record a sampled tree's root; return what records its edges (None when
-        the tree is not sampled)."""
+    def tree_started(self, task: Any, root: int, stream: str, values: Sequence[Any], msg_id: Any,
+                     edges: Sequence[tuple[int, int]]) -> None:
         if root >= SAMPLED_LIMIT:
-            return None
-        ex = self.ex
+            return
         record = self.record
-        comp, me, stream = ex.component, ex.task_id, route.stream
         now = time.time()
         text = short(values)
-        record({"k": "root", "r": root, "c": comp, "t": me, "s": stream, "v": text,
+        record({"k": "root", "r": root, "c": self.comp, "t": self.me, "s": stream, "v": text,
                 "m": short(msg_id, 40), "ts": now})
-        ex._trace_tracked[root] = time.perf_counter()  # type: ignore[attr-defined]
-        task_component = self.task_component
+        self.tracked[root] = time.perf_counter()
+        for t, e in edges:
+            record({"k": "emit", "r": root, "e": e, "p": 0, "c": self.comp, "t": self.me, "to": t,
+                    "tc": self.task_component.get(t, "?"), "s": stream, "v": text, "ts": now})
 
-        def edge(t: int, e: int) -> None:
-            record({"k": "emit", "r": root, "e": e, "p": 0, "c": comp, "t": me, "to": t,
-                    "tc": task_component.get(t, "?"), "s": stream, "v": text, "ts": now})
-
-        return edge
-
-
-# -- process latency ------------------------------------------------------------------
-
-class ProcessProbe:
-    """Process latency of one bolt (execute start to ack, Storm's figure),
-    sampled: on a sampled pass of BoltExecutor.run the first queued tuple is
-    watched by swapping the executor's ack/fail for a checking one, which puts
-    the fast ack back as soon as that tuple is acked or failed. Unsampled acks
-    run the plain fast path."""
-
-    __slots__ = ("ex", "stats", "target", "t0", "saved_ack", "saved_fail")
-
-    def __init__(self, ex: BoltExecutor) -> None:
-        self.ex = ex
-        self.stats = ex.stats
-        self.target: Any = None
-        self.t0 = 0
-        self.saved_ack: Any = None
-        self.saved_fail: Any = None
-
-    def __call__(self, t0: int) -> None:
-        """Watch the tuple at the head of the inbox; `t0` is the pass's perf_counter_ns."""
-        ex = self.ex
-        try:
-            tup = ex.inbox[0]
-        except IndexError:
-            return
-        if tup.meta is TICK_META:
-            return
-        self.target = tup
-        self.t0 = t0
-        if self.saved_ack is None:
-            inst = ex.instance
-            if inst.ack != ex.ack or inst.fail != ex.fail:  # != : bound methods are made anew
-                # The bolt routes its acks itself (a stateful bolt holds them
-                # until a checkpoint commits): not probed.
-                return
-            self.saved_ack, self.saved_fail = ex.ack, ex.fail
-            ex.ack = inst.ack = self.ack  # type: ignore[method-assign]
-            ex.fail = inst.fail = self.fail  # type: ignore[method-assign]
-
-    def _restore(self) -> None:
-        ex = self.ex
-        ex.ack = ex.instance.ack = self.saved_ack  # type: ignore[method-assign]
-        ex.fail = ex.instance.fail = self.saved_fail  # type: ignore[method-assign]
-        self.saved_ack = self.saved_fail = self.target = None
-
-    # Code may keep a reference to these (a windowed bolt keeps `self.ack`), so
-    # they work unarmed too: then the executor's own ack / fail is back in place.
-    def ack(self, tup: Tuple) -> None:
-        inner = self.saved_ack
-        if inner is None:
-            self.ex.ack(tup)
-            return
-        if tup is self.target:
-            stats = self.stats
-            stats.process_ns += time.perf_counter_ns() - self.t0
-            stats.process_samples += 1
-            self._restore()
-        inner(tup)
-
-    def fail(self, tup: Tuple) -> None:
-        inner = self.saved_fail
-        if inner is None:
-            self.ex.fail(tup)
-            return
-        if tup is self.target:
-            self._restore()
-        inner(tup)
+    def tree_done(self, task: Any, root: int, ok: bool, why: str) -> None:
+        t0 = self.tracked.pop(root, None) if root < SAMPLED_LIMIT else None
+        if t0 is not None:
+            self.record({"k": "done", "r": root, "ok": bool(ok), "why": why,
+                         "ms": (time.perf_counter() - t0) * 1000.0, "ts": time.time()})
 
 
 # -- where reports arrive ------------------------------------------------------------

@@ -45,22 +45,20 @@ class Tuple:
     came from; ``tup.is_tick`` is true for tick tuples.
     """
 
-    # ack_val is only assigned when a bolt anchors an emit to this tuple; read it
-    # with getattr(tup, "ack_val", 0). Leaving it unset keeps creation cheap.
+    # ack_val: the XOR of the edge ids of the tuples anchored to this one (see
+    # storm._runtime.acking). Compiled, this is a native class: no __dict__.
     __slots__ = ("values", "meta", "source_task", "roots", "ack_val")
-    ack_val: int
 
     def __init__(
         self, values: Sequence[Any], meta: StreamMeta, source_task: int, roots: Any = None
     ) -> None:
-        self.values = values
+        self.values: Any = values
         self.meta = meta
         self.source_task = source_task
-        # Ack tracking: a dict root_id -> edge id of this tuple, or None when the
-        # tuple is outside any tuple tree.
-        self.roots = roots
-        if roots is not None:
-            self.ack_val = 0
+        # Ack tracking: a (root, edge) pair or a dict root -> edge id of this
+        # tuple, or None when the tuple is outside any tuple tree.
+        self.roots: Any = roots
+        self.ack_val: Any = 0
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -74,8 +72,10 @@ class Tuple:
     def source_component(self) -> str:
         return self.meta.component
 
-    # streamparse names
-    component = source_component
+    @property
+    def component(self) -> str:
+        """streamparse's name of source_component."""
+        return self.meta.component
 
     @property
     def task(self) -> int:

@@ -19,11 +19,11 @@ import time
 import traceback
 from typing import Any
 
-from . import _acking
 from ._runtime import Worker
 from ._serialization import MAX_FRAME_BYTES
 from ._target import build_target, fingerprint, load_target
-from ._trace import NEEDS_ACKING, sample_rate
+from ._topology import with_parallelism
+from ._trace import NEEDS_ACKING, Tracer, sample_rate, traced_worker
 from ._transport import ZmqTransport
 
 log = logging.getLogger("storm.worker")
@@ -98,7 +98,6 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _setup_logging(args)
-    _acking.reseed()
     endpoints = json.loads(args.endpoints)
     overrides = json.loads(args.overrides)
     transport: ZmqTransport | None = None
@@ -107,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
             spec = build_target(load_target(args.target), overrides)
             parallelism = json.loads(args.parallelism)
             if parallelism:
-                from .daemon._code import with_parallelism
-
                 spec = with_parallelism(spec, parallelism)
         finally:
             hwm = 64
@@ -130,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 "built non-deterministically?)"
             )
         assignment = spec.assign(args.workers)
-        worker = Worker(spec, assignment, args.index, transport)
+        # Tree ids come from a generator seeded here, after the fork.
+        worker, tracer = traced_worker(spec, assignment, args.index, transport)
         worker.setup()
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
@@ -149,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     # A restarted worker clears any throttle its previous incarnation left set.
     transport.broadcast(["throttle", args.index, False])
     transport.report(["ready", args.index, os.getpid()])
-    run_loop(worker, transport, args.parent_pid, args.orphan_timeout)
+    run_loop(worker, tracer, transport, args.parent_pid, args.orphan_timeout)
     transport.report(["metrics", args.index, os.getpid(), worker.metrics(), worker.new_errors,
-                      trace_extra(worker, {"final": True})])
+                      trace_extra(worker, tracer, {"final": True})])
     transport.report(["bye", args.index, os.getpid()])
     transport.close()
     log.info("worker %d stopped (backpressure turned on or off %d times)", args.index,
@@ -159,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_timeout: float = 0.0) -> None:
+def run_loop(worker: Worker, tracer: Tracer | None, transport: ZmqTransport, parent_pid: int,
+             orphan_timeout: float = 0.0) -> None:
     stop_requested = False
     orphaned_since = 0.0
 
@@ -202,9 +201,9 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_ti
         received = worker.receive(frames) if frames else 0
         now = time.monotonic()
         did = worker.step(now) + received
-        if any(worker.blocked):
+        if worker.outbox.any_blocked():
             worker.retry_blocked()
-        pressure = overloaded or any(worker.blocked)
+        pressure = overloaded or worker.outbox.any_blocked()
         if pressure != worker.pressure:
             # Pause (or resume) every spout of the topology, not just ours: a
             # worker between a fast spout and a slow bolt must not buffer
@@ -222,7 +221,7 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_ti
         if now >= next_report:
             next_report = now + report_every
             transport.report(["metrics", worker.index, os.getpid(), worker.metrics(), worker.new_errors,
-                              trace_extra(worker, {"backpressure": bool(any(worker.blocked) or overloaded)})])
+                              trace_extra(worker, tracer, {"backpressure": bool(worker.outbox.any_blocked() or overloaded)})])
             worker.new_errors = []
             if parent_pid and not _alive(parent_pid):
                 if not orphaned_since:
@@ -249,14 +248,13 @@ def run_loop(worker: Worker, transport: ZmqTransport, parent_pid: int, orphan_ti
         timeout = 0 if did else idle_ms
 
 
-def trace_extra(worker: Worker, extra: dict[str, Any]) -> dict[str, Any]:
+def trace_extra(worker: Worker, tracer: Tracer | None, extra: dict[str, Any]) -> dict[str, Any]:
     """The tracing part of a metrics report: the sample rate, why tracing is
     off although asked for, and the events recorded since the last report."""
     rate = sample_rate(worker.conf)
     if rate <= 0:
         return extra
     extra["trace_sample"] = rate
-    tracer = worker.tracer
     if tracer is None:
         extra["trace_error"] = NEEDS_ACKING
         return extra

@@ -921,14 +921,18 @@ class StatefulBolt(Bolt):
         self.initialized = False
         self._held: list[Tuple] = []
         self._prepared: list[Tuple] = []
-        self._real_ack = self.ack
-        self._real_fail = self.fail
-        self.ack = self._held.append  # type: ignore[method-assign,assignment]
+        # The task's collector acks for real, once the checkpoint holding a tuple commits.
+        self._real_ack: Callable[[Tuple], None] = self.collector.ack
+        self._real_fail: Callable[[Tuple], None] = self.collector.fail
         self._ckpt = _Aligner(self, conf, context, self)
         self._ckpt.ack = self._real_ack
         self._ckpt.hold = True
         self._ckpt._update()
         self.init_state(self.state)
+
+    def ack(self, tup: Tuple) -> None:
+        """Held until the checkpoint holding `tup` commits."""
+        self._held.append(tup)
 
     def _fail_held(self) -> None:
         fail = self._real_fail

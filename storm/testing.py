@@ -36,15 +36,14 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import _acking
+from ._acking import ROTATING_BUCKETS
 from ._component import Bolt, ComponentSpec, Spout
 from ._errors import StormError
-from ._runtime import BoltExecutor, Executor, SpoutExecutor, Worker
+from ._runtime import BoltExecutor, Executor, Ids, SpoutExecutor, TaskHooks, Worker
 from ._target import build_target, load_target
 from ._topology import TopologySpec, build_spec
 from ._tuple import DEFAULT_STREAM, TICK_META, StreamMeta, Tuple
@@ -69,7 +68,7 @@ _INF = float("inf")
 # Attributes of the runtime the harness drives; checked once so that a change in
 # the runtime fails here with a clear message instead of deep in a test.
 _EXECUTOR_ATTRS = ("instance", "component", "task_id", "cdef", "inbox", "tick_secs", "next_tick", "tick")
-_BOLT_ATTRS = ("_execute", "basic", "current", "ack", "fail")
+_BOLT_ATTRS = ("basic", "current", "collector")
 _SPOUT_ATTRS = ("timeouts", "rotate_secs", "next_rotate")
 _RUN_BOLT_SOURCE = "_run_bolt_source"
 
@@ -325,33 +324,20 @@ class TestTopology:
         self._feeders: dict[str, list[_Feeder]] = {}
         self._real_spouts = [c.name for c in spec.spouts() if not c.system and c.name not in feeds]
 
-        with self._own_ids():
-            self.worker = Worker(spec, {t: 0 for t in spec.task_component}, 0, transport=None)
+        # Tree ids from a seeded generator, so acker choice and ack order repeat.
+        self.worker = Worker(spec, {t: 0 for t in spec.task_component}, 0, transport=None,
+                             hooks=self._hooks_for, ids=Ids(self._rng))
         for ex in self.worker.executors.values():
             _check_runtime(ex)
+            if isinstance(ex.instance, _Feeder):
+                self._feeders.setdefault(ex.component, []).append(ex.instance)
         self._start_clock()
-        self._instrument()
         for name, rows in feeds.items():
             self.feed(name, rows)
-        with self._own_ids():
-            self.worker.setup()
-            self.worker.set_active(True)
+        self.worker.setup()
+        self.worker.set_active(True)
 
     # -- set-up ------------------------------------------------------------
-    @contextmanager
-    def _own_ids(self) -> Iterator[None]:
-        """Draw tuple-tree ids from this harness's seeded generator while user
-        code runs, so acker choice and ack order repeat from run to run."""
-        saved = getattr(_acking, "_getrandbits", None)
-        if saved is None:  # the runtime changed how it draws ids: stay correct, lose repeatability
-            yield
-            return
-        _acking._getrandbits = self._rng.getrandbits
-        try:
-            yield
-        finally:
-            _acking._getrandbits = saved
-
     def _start_clock(self) -> None:
         """Put every task's timers on the virtual clock, which starts at 0."""
         for ex in self.worker.executors.values():
@@ -360,73 +346,14 @@ class TestTopology:
             if isinstance(ex, SpoutExecutor):
                 ex.next_rotate = float(ex.rotate_secs)
 
-    def _instrument(self) -> None:
-        for ex in self.worker.executors.values():
-            if ex.cdef.system:
-                continue
-            inst = ex.instance
-            if isinstance(ex, SpoutExecutor):
-                name = ex.component
-                self._acked.setdefault(name, [])
-                self._failed.setdefault(name, [])
-                inst.emit = self._spout_emit(ex, inst.emit)
-                inst.ack = self._note(self._acked[name], inst.ack)
-                inst.fail = self._note(self._failed[name], inst.fail)
-                if isinstance(inst, _Feeder):
-                    self._feeders.setdefault(name, []).append(inst)
-                else:
-                    inst.next_tuple = self._gate(name, inst.next_tuple)
-            elif isinstance(ex, BoltExecutor):
-                inst.emit = self._bolt_emit(ex, inst.emit)
-                ex._execute = self._execute(ex, ex._execute)
-
-    def _spout_emit(self, ex: Executor, emit: Callable[..., Any]) -> Callable[..., Any]:
-        component, task = ex.component, ex.task_id
-
-        def recording_emit(*args: Any, **kwargs: Any) -> Any:
-            targets = emit(*args, **kwargs)  # unchanged: the runtime's own checks apply
-            self._emissions.append(Emission(
-                component, task,
-                stream=_arg(args, kwargs, 1, "stream", DEFAULT_STREAM),
-                values=list(_arg(args, kwargs, 0, "values", ())),
-                targets=tuple(targets),
-                msg_id=_arg(args, kwargs, 2, "msg_id", None),
-                direct_task=_arg(args, kwargs, 3, "direct_task", None),
-            ))
-            self._spout_emits[component] += 1
-            self._last_emit_pass[component] = self.passes
-            return targets
-
-        return recording_emit
-
-    def _bolt_emit(self, ex: Executor, emit: Callable[..., Any]) -> Callable[..., Any]:
-        return _recording_bolt_emit(ex, emit, self._emissions)
-
-    def _execute(self, ex: Executor, execute: Callable[[Tuple], Any]) -> Callable[[Tuple], Any]:
-        component, task, deliveries = ex.component, ex.task_id, self._deliveries
-
-        def recording_execute(tup: Tuple) -> Any:
-            if not tup.is_tick:
-                deliveries.append(Delivery(component, task, tup))
-            return execute(tup)
-
-        return recording_execute
-
-    @staticmethod
-    def _note(into: list[Any], method: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        def noting(msg_id: Any) -> Any:
-            into.append(msg_id)
-            return method(msg_id)
-
-        return noting
-
-    def _gate(self, component: str, next_tuple: Callable[[], Any]) -> Callable[[], Any]:
-        def gated_next_tuple() -> Any:
-            if self._capped(component):
-                return None
-            return next_tuple()
-
-        return gated_next_tuple
+    def _hooks_for(self, task: Any) -> TaskHooks | None:
+        """The hooks the harness records each user task with (see _Recorder)."""
+        if task.system:
+            return None
+        if task.is_spout:
+            self._acked.setdefault(task.component, [])
+            self._failed.setdefault(task.component, [])
+        return _Recorder(self, task.component, task.task_id)
 
     def _capped(self, component: str) -> bool:
         return self.max_tuples is not None and self._spout_emits[component] >= self.max_tuples
@@ -473,9 +400,8 @@ class TestTopology:
                 f"{which}, and Storm only ticks bolts that have one; set "
                 "topology.tick.tuple.freq.secs in the bolt's config"
             )
-        with self._own_ids():
-            for ex in targets:
-                _deliver_tick(ex, self._now)
+        for ex in targets:
+            _deliver_tick(ex, self._now)
         self._settle()
 
     def advance(self, seconds: float) -> None:
@@ -494,8 +420,7 @@ class TestTopology:
             if time.monotonic() >= deadline:  # e.g. a timer that does not move on when it fires
                 raise TopologyTimeout(self._busy(f"while advancing to {end:g} s (at {due:g} s)"), self.result)
             self._now = due
-            with self._own_ids():
-                self.worker.timers(due)
+            self.worker.timers(due)
             self._settle()
         self._now = end
 
@@ -508,7 +433,7 @@ class TestTopology:
             default=0.0,
         )
         # An entry expires after 2 to 3 rotations of a 3-bucket RotatingMap.
-        self.advance(period * _acking.ROTATING_BUCKETS)
+        self.advance(period * ROTATING_BUCKETS)
 
     @staticmethod
     def _next_timer(ex: Executor) -> float:
@@ -538,21 +463,20 @@ class TestTopology:
         if self._step_limit is not None:
             limit = self._step_limit if limit is None else min(limit, self._step_limit)
         quiet = 0
-        with self._own_ids():
-            while True:
-                self.passes += 1
-                did = worker.step(self._now)
-                if did or any(inboxes):
-                    quiet = 0
-                else:
-                    quiet += 1
-                    if quiet >= self._quiet_passes_needed():
-                        return
-                if limit is not None and self.passes >= limit:
-                    raise TopologyTimeout(self._busy(f"within {self.passes} loop passes (max_steps)"), self.result)
-                if time.monotonic() >= deadline:
-                    spent = time.monotonic() - started
-                    raise TopologyTimeout(self._busy(f"within {spent:.2f} s (timeout)"), self.result)
+        while True:
+            self.passes += 1
+            did = worker.step(self._now)
+            if did or any(inboxes):
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= self._quiet_passes_needed():
+                    return
+            if limit is not None and self.passes >= limit:
+                raise TopologyTimeout(self._busy(f"within {self.passes} loop passes (max_steps)"), self.result)
+            if time.monotonic() >= deadline:
+                spent = time.monotonic() - started
+                raise TopologyTimeout(self._busy(f"within {spent:.2f} s (timeout)"), self.result)
 
     def _busy(self, within: str) -> str:
         lines = [f"topology '{self.spec.name}' did not go quiet {within}:"]
@@ -618,8 +542,7 @@ class TestTopology:
         if self._closed:
             return
         self._closed = True
-        with self._own_ids():
-            self.worker.close()
+        self.worker.close()
 
     def __enter__(self) -> TestTopology:
         return self
@@ -633,26 +556,74 @@ def _short(items: Sequence[Any], limit: int = 10) -> str:
     return shown + (", ..." if len(items) > limit else "")
 
 
-def _recording_bolt_emit(ex: Executor, emit: Callable[..., Any], into: list[Emission]) -> Callable[..., Any]:
-    component, task = ex.component, ex.task_id
+def _anchors_tuple(anchors: Any) -> tuple[Tuple, ...]:
+    if anchors is None:
+        return ()
+    if type(anchors) is Tuple:
+        return (anchors,)
+    return tuple(anchors)
 
-    def recording_emit(*args: Any, **kwargs: Any) -> Any:
-        targets = emit(*args, **kwargs)  # unchanged: the runtime's own checks apply
-        anchors = _arg(args, kwargs, 2, "anchors", None)
-        if anchors is None and getattr(ex, "basic", False):
-            current = getattr(ex, "current", None)
-            anchors = (current,) if current is not None else ()
-        into.append(Emission(
-            component, task,
-            stream=_arg(args, kwargs, 1, "stream", DEFAULT_STREAM),
-            values=list(_arg(args, kwargs, 0, "values", ())),
-            targets=tuple(targets),
-            anchors=tuple(anchors or ()),
-            direct_task=_arg(args, kwargs, 3, "direct_task", None),
-        ))
-        return targets
 
-    return recording_emit
+class _Recorder(TaskHooks):
+    """What the harness records of one task, as task hooks: every emit (with
+    its targets), every tuple a bolt executes, the msg ids a spout is told are
+    acked or failed; and it holds a real spout's next_tuple at max_tuples."""
+
+    def __init__(self, topology: TestTopology | None, component: str, task_id: int,
+                 emissions: list[Emission] | None = None, acked: list[Any] | None = None,
+                 failed: list[Any] | None = None) -> None:
+        self.t = topology
+        self.component = component
+        self.task_id = task_id
+        self.emissions: list[Emission] = (topology._emissions if topology is not None
+                                          else emissions if emissions is not None else [])
+        self.deliveries: list[Delivery] | None = topology._deliveries if topology is not None else None
+        self.acked_ids = topology._acked.get(component) if topology is not None else None
+        self.failed_ids = topology._failed.get(component) if topology is not None else None
+        self.acked_tuples = acked
+        self.failed_tuples = failed
+
+    def emitted(self, task: Any, stream: str, values: Sequence[Any], targets: Sequence[int],
+                third: Any, direct_task: int | None) -> None:
+        if task.is_spout:
+            self.emissions.append(Emission(self.component, self.task_id, stream=stream,
+                                           values=list(values), targets=tuple(targets), msg_id=third,
+                                           direct_task=direct_task))
+            t = self.t
+            if t is not None:
+                t._spout_emits[self.component] += 1
+                t._last_emit_pass[self.component] = t.passes
+        else:
+            self.emissions.append(Emission(self.component, self.task_id, stream=stream,
+                                           values=list(values), targets=tuple(targets),
+                                           anchors=_anchors_tuple(third), direct_task=direct_task))
+
+    def before_execute(self, task: Any, tup: Any) -> Any:
+        if self.deliveries is not None:
+            self.deliveries.append(Delivery(self.component, self.task_id, tup))
+        return None
+
+    def acked(self, task: Any, tup: Any) -> None:
+        if self.acked_tuples is not None:
+            self.acked_tuples.append(tup)
+
+    def failed(self, task: Any, tup: Any) -> None:
+        if self.failed_tuples is not None:
+            self.failed_tuples.append(tup)
+
+    def spout_acked(self, task: Any, msg_id: Any) -> None:
+        if self.acked_ids is not None:
+            self.acked_ids.append(msg_id)
+
+    def spout_failed(self, task: Any, msg_id: Any) -> None:
+        if self.failed_ids is not None:
+            self.failed_ids.append(msg_id)
+
+    def next_tuple_allowed(self, task: Any) -> bool:
+        t = self.t
+        if t is None or isinstance(task.instance, _Feeder):
+            return True
+        return not t._capped(self.component)
 
 
 class RunResult:
@@ -939,18 +910,19 @@ def run_bolt(
         _Feeder.spec(name=_RUN_BOLT_SOURCE, outputs=["field1"]),
         bolt.spec(name=cname, inputs=[_RUN_BOLT_SOURCE], outputs=outputs),
     ], topo_conf)
-    worker = Worker(spec, {t: 0 for t in spec.task_component}, 0, transport=None)
+    run = BoltRun(instance=None)
+
+    def hooks_for(task: Any) -> TaskHooks | None:
+        if task.component != cname:
+            return None
+        return _Recorder(None, cname, task.task_id, emissions=run.emissions, acked=run.acked,
+                         failed=run.failed)
+
+    worker = Worker(spec, {t: 0 for t in spec.task_component}, 0, transport=None, hooks=hooks_for)
     ex = worker.executors[spec.components[cname].tasks[0]]
     assert isinstance(ex, BoltExecutor)
     _check_runtime(ex)
-    run = BoltRun(instance=ex.instance)
-    inst = ex.instance
-    inst.emit = _recording_bolt_emit(ex, inst.emit, run.emissions)
-    for attr, into in (("ack", run.acked), ("fail", run.failed)):
-        noting = TestTopology._note(into, getattr(ex, attr))
-        # A BasicBolt is acked by its executor, other bolts ack through the instance.
-        setattr(ex, attr, noting)
-        setattr(inst, attr, noting)
+    run.instance = ex.instance
     worker.setup()
     for item in tuples:
         tup = item if isinstance(item, Tuple) else make_tuple(item)

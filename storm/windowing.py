@@ -512,16 +512,14 @@ class WindowedBolt(Bolt):
         self.late = 0
         self._ts_index: dict[int, int] = {}
         self._anchors: list[Any] | None = None
-        emit = self.emit
 
-        def windowed_emit(values: Sequence[Any], stream: str = "default",
-                          anchors: Sequence[Tuple] | None = None, direct_task: int | None = None,
-                          need_task_ids: bool = True) -> Sequence[int]:
-            if anchors is None and self._anchors is not None:
-                anchors = self._anchors
-            return emit(values, stream, anchors, direct_task, need_task_ids)
-
-        self.emit = windowed_emit  # type: ignore[method-assign]
+    def emit(self, values: Sequence[Any], stream: str = "default", anchors: Sequence[Tuple] | None = None,
+             direct_task: int | None = None, need_task_ids: bool = True) -> Sequence[int]:
+        """Emit through the task's collector; while process_window runs, an emit
+        without anchors is anchored to the window's tuples (anchor_to_window)."""
+        if anchors is None and self._anchors is not None:
+            anchors = self._anchors
+        return self.collector.emit(values, stream, anchors, direct_task, need_task_ids)
 
     def execute(self, tup: Tuple) -> None:
         wc = self.window_conf

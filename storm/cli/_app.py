@@ -98,8 +98,11 @@ def local(
 
 @app.command()
 def version() -> None:
-    """Print the version of storm and of Python."""
-    print(f"storm {__version__} (Python {platform.python_version()}, {sys.executable})")
+    """Print the version of storm, of Python, and which build of the core runs."""
+    from .._runtime import core_build
+
+    print(f"storm {__version__} (Python {platform.python_version()}, {sys.executable}; "
+          f"core: {core_build()})")
 
 
 def main() -> None:

@@ -17,9 +17,10 @@ import typer
 
 from .. import StormError
 from .._config import parse_overrides
+from .._registry import running_local
 from .._target import build_target, load_target
 from ..trident._pipes import PersistPipe
-from ..trident._registry import factory_from_description, running_local
+from ..trident._registry import factory_from_description
 from ..trident._state import StateFactory
 from ._app import app, fail
 

@@ -5,6 +5,7 @@ summary. Owns the signal handlers while it runs; never leaves a worker behind.""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -20,8 +21,9 @@ from rich.text import Text
 from .. import LocalCluster, LocalTopology, StormError, TopologySpec
 from .._local import ComponentStats
 from .._prometheus import PrometheusExporter
+from .._registry import register_local, unregister_local
 from .._trace import trace_file
-from ..trident._registry import register_local, unregister_local
+from ..trident._registry import describe_states
 from ._dashboard import compute_rates, format_count, render_dashboard, throughput
 
 SAMPLE_SECS = 1.0  # how often figures are read and the live dashboard redrawn
@@ -187,7 +189,8 @@ def run_local(
             exporter = _start_exporter(console, topo)
             sys.stdout.flush()
             # `storm query NAME` finds the topology's states through this entry.
-            registered = register_local(cluster.local_dir, topo.name, topo.target, topo.overrides, topo.spec)
+            registered = register_local(cluster.local_dir, topo.name, topo.target, topo.overrides,
+                                         {"states": describe_states(topo.spec, os.getcwd())})
             # `storm trace NAME` reads the sampled tuple trees from this file.
             topo.trace_file = trace_file(cluster.local_dir, topo.name)
             try:

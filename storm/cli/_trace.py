@@ -14,9 +14,9 @@ from rich.console import Console
 
 from .._config import parse_overrides
 from .._errors import StormError
+from .._registry import running_local
 from .._serialization import unpack
 from .._trace import build_trees, render_tree, trace_file
-from ..trident._registry import running_local
 from ._app import app, fail
 from ._cluster import ConfFileOpt, ConfigOpt, NameArg, _client, _conf
 

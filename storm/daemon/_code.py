@@ -21,14 +21,13 @@ import sysconfig
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import _topology
 from .._errors import StormError, TargetError
 from .._target import build_target, fingerprint, load_target
-from .._topology import SYSTEM_PREFIX, TopologySpec
+from .._topology import TopologySpec, with_parallelism
 
 # Archives above this are refused: code, not data, belongs in a topology archive.
 MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
@@ -42,34 +41,6 @@ class CodePackage:
     sha256: str
     target: str
     files: tuple[str, ...]
-
-
-def with_parallelism(spec: TopologySpec, parallelism: Mapping[str, int]) -> TopologySpec:
-    """`spec` with some components' parallelism changed (a rebalance's -e);
-    task ids are renumbered exactly as a fresh build would number them."""
-    if not parallelism:
-        return spec
-    for name, par in parallelism.items():
-        comp = spec.components.get(name)
-        if comp is None or comp.system:
-            known = ", ".join(c for c in spec.components if not spec.components[c].system)
-            raise StormError(f"topology '{spec.name}' has no component '{name}'; its components: {known}")
-        if not isinstance(par, int) or isinstance(par, bool) or par < 1:
-            raise StormError(f"component '{name}': parallelism must be an integer >= 1, got {par!r}")
-    defs = {
-        c.name: replace(
-            c,
-            par=int(parallelism.get(c.name, c.par)),
-            outputs={k: v for k, v in c.outputs.items() if not k.startswith(SYSTEM_PREFIX)},
-            inputs=[i for i in c.inputs if not i.source.startswith(SYSTEM_PREFIX)],
-            tasks=[],
-        )
-        for c in spec.components.values()
-        if not c.system
-    }
-    conf = dict(spec.config)
-    conf["topology.acker.executors"] = spec.requested_ackers
-    return _topology._resolve(spec.name, defs, conf, spec.requested_ackers)
 
 
 def build_spec(target: str, overrides: Mapping[str, Any], parallelism: Mapping[str, int] | None = None) -> TopologySpec:

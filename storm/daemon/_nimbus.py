@@ -610,7 +610,7 @@ class Nimbus:
         """Where a topology's persisted Trident states live (backend
         and location, built from its stored code in a subprocess), for
         `storm query NAME`."""
-        from ..trident._registry import describe_in_subprocess
+        from ._states import describe_in_subprocess
 
         topo = self._topology(msg.get("name"))
         try:

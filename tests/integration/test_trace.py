@@ -89,30 +89,28 @@ def test_sampling_off_binds_nothing_and_sampled_roots_are_marked() -> None:
     """In process: with sampling off no executor has a wrapper; with it on every
     root is either below the mark (sampled, recorded) or has its top bit set;
     a spout task samples at most topology.debug.sample.max.per.sec trees a second."""
-    from storm._runtime import Worker
     from storm._target import build_target
+    from storm._trace import traced_worker
 
     spec = build_target(Untraced, {"topology.workers": 1})
-    w = Worker(spec, spec.assign(1), 0)
-    assert w.tracer is None
-    split = next(ex for ex in w.bolts if ex.component == "split")
-    assert split.emit.__name__ != "emit" or split.emit.__code__.co_filename.startswith("<storm emit")
-    assert split._execute == split.instance.execute
+    w, tracer = traced_worker(spec, spec.assign(1), 0)
+    assert tracer is None
+    assert all(ex.hooks is None for ex in w.executors.values())  # the plain path everywhere
 
     def run(cap: int) -> tuple[set[int], set[int], float]:
         spec = build_target(Traced, {"topology.workers": 1, "topology.debug.sample": 0.5, "itest.count": 400,
                                      "topology.debug.sample.max.per.sec": cap})
-        w = Worker(spec, spec.assign(1), 0)
-        assert w.tracer is not None
+        w, tracer = traced_worker(spec, spec.assign(1), 0)
+        assert tracer is not None
         w.setup()
         w.set_active(True)
         roots: set[int] = set()
         t0 = time.monotonic()
         for _ in range(200):
-            roots.update(w.pending_inits)
+            roots.update(w.tracker.inits)
             w.step(time.monotonic())
         elapsed = time.monotonic() - t0
-        events = w.tracer.take()
+        events = tracer.take()
         sampled = {r for r in roots if r < SAMPLED_LIMIT}
         assert all(r >= 1 << 62 for r in roots - sampled)
         assert {e["r"] for e in events if e["k"] == "root"} == sampled

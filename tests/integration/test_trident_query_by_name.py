@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from daemon_topos_harness import Daemons, free_ports, wait_until
 
+from storm._registry import running_local
 from storm.trident import SQLiteState
-from storm.trident._registry import running_local
 
 ROOT = Path(__file__).resolve().parents[2]
 STORM = Path(sys.executable).parent / "storm"

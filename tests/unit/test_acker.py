@@ -12,17 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storm._acking import (
-    ACK_ACK,
-    ACK_FAIL,
-    ACK_INIT,
-    ACK_RESULT,
-    ROTATING_BUCKETS,
-    AckerBolt,
-    RotatingMap,
-    new_id,
-)
+from storm._acking import ACK_ACK, ACK_FAIL, ACK_INIT, ACK_RESULT, ROTATING_BUCKETS
+from storm._runtime.acking import AckerBolt, Ids, RotatingMap
 from storm._tuple import TICK_META, StreamMeta, Tuple
+
+new_id = Ids().new_id
 
 # -- RotatingMap ---------------------------------------------------------------------
 

@@ -1,0 +1,339 @@
+"""The one ack path of a worker: tuple-tree ids, anchoring (the edge XOR),
+folding acks per tree, flushing them to the ackers, completing trees that never
+left this worker, the `__acker` system bolt and the RotatingMap of timeouts.
+
+Semantics (Storm's): a spout emit with a msg id starts a tree with a random
+64-bit root id; every tuple of the tree carries a random 64-bit edge id per
+tree it belongs to. The acker XORs each edge twice (once when created, once
+when acked), so a tree is complete when its value returns to 0.
+
+Roots of a tuple are None (outside any tree), a (root, edge) pair (one tree:
+the usual case, cheap to make and to pack; a list when it came over the wire)
+or a dict root -> edge (a tuple anchored into several trees).
+
+This module does not route or batch: it hands what it must send to the
+worker's `deliver`, and never touches sockets."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._acking import ACK_ACK, ACK_FAIL, ACK_INIT, ACK_RESULT, ROTATING_BUCKETS
+from .._component import Bolt
+from .._tuple import Tuple
+
+if TYPE_CHECKING:
+    from .._context import TopologyContext
+
+__all__ = [
+    "AckTracker",
+    "AckerBolt",
+    "Ids",
+    "RotatingMap",
+    "anchor",
+    "root_items",
+]
+
+UINT64_MAX = (1 << 64) - 1
+
+
+class Ids:
+    """Where a worker draws root and edge ids: random 64-bit numbers from a
+    generator seeded from the OS (reseeded after fork, so two workers never
+    draw the same ids), or from a seeded generator for repeatable tests."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng if rng is not None else random.Random(int.from_bytes(os.urandom(16), "little"))
+        self.bits: Callable[[int], int] = self.rng.getrandbits
+
+    def new_id(self) -> int:
+        """A random non-zero 64-bit id."""
+        return self.bits(64) or 1
+
+
+def root_items(roots: Any) -> Any:
+    """(root, edge) pairs of a tuple's roots (a pair, a wire list or a dict)."""
+    if type(roots) is dict:
+        return roots.items()
+    return (roots,)
+
+
+def anchor(anchors: Any, new_id: Callable[[], int]) -> Any:
+    """Anchor a new child to each tuple of `anchors` that is in a tree: a new
+    edge id per anchor, XORed into the anchor's ack value and into the child's
+    roots, which this returns (None when no anchor is in a tree). The one
+    place the anchor-edge XOR is done for several anchors; the collectors
+    inline the one-anchor case (emit.py)."""
+    roots: Any = None
+    for a in anchors:
+        ar = a.roots
+        if not ar:
+            continue
+        e = new_id()
+        a.ack_val ^= e
+        if roots is None:
+            roots = {}
+        if type(ar) is dict:
+            for r in ar:
+                roots[r] = roots.get(r, 0) ^ e
+        else:
+            r = ar[0]
+            roots[r] = roots.get(r, 0) ^ e
+    if roots is not None and len(roots) == 1:
+        return next(iter(roots.items()))
+    return roots
+
+
+class RotatingMap:
+    """A map whose entries expire after `buckets - 1` to `buckets` rotations.
+
+    Rotate it every timeout / (buckets - 1) seconds; rotate() returns what expired.
+    """
+
+    def __init__(self, buckets: int = ROTATING_BUCKETS) -> None:
+        if buckets < 2:
+            raise ValueError("a RotatingMap needs at least 2 buckets")
+        self._buckets: list[dict[Any, Any]] = [{} for _ in range(buckets)]
+
+    def __len__(self) -> int:
+        n = 0
+        for b in self._buckets:
+            n += len(b)
+        return n
+
+    def __contains__(self, key: Any) -> bool:
+        return any(key in b for b in self._buckets)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        for b in self._buckets:
+            if key in b:
+                return b[key]
+        return default
+
+    def put(self, key: Any, value: Any) -> None:
+        buckets = self._buckets
+        head = buckets[0]
+        if key not in head:
+            for b in buckets[1:]:
+                b.pop(key, None)
+        head[key] = value
+
+    def put_new(self, key: Any, value: Any) -> None:
+        """put() for a key known to be absent (a fresh random root id)."""
+        self._buckets[0][key] = value
+
+    def pop(self, key: Any, default: Any = None) -> Any:
+        for b in self._buckets:
+            if key in b:
+                return b.pop(key)
+        return default
+
+    def rotate(self) -> dict[Any, Any]:
+        expired = self._buckets.pop()
+        self._buckets.insert(0, {})
+        return expired
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        for b in self._buckets:
+            yield from b.items()
+
+
+class AckerBolt(Bolt):
+    """Tracks each tuple tree as root -> [xor, spout task, failed]. The tree is
+    complete when the XOR of every edge id seen (each once when created, once when
+    acked) returns to 0 after the spout's init arrived; acks may arrive first.
+
+    Results go to `on_result(spout_task, root, ok)`: a worker binds a direct
+    delivery there when the task starts; unbound, they are emitted on the
+    result stream (what a test of this bolt alone sees)."""
+
+    on_result: Callable[[int, int, bool], None] | None = None
+
+    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+        self.pending = RotatingMap()
+        self.timeouts = bool(conf.get("topology.enable.message.timeouts", True))
+
+    def execute(self, tup: Tuple) -> None:
+        stream = tup.meta.stream
+        values = tup.values
+        if stream == ACK_ACK:
+            self.fold(values[0], values[1], 0)
+        elif stream == ACK_INIT:
+            self.fold(values[0], values[1], values[2])
+        elif stream == ACK_FAIL:
+            root = values[0]
+            pending = self.pending
+            entry = pending.get(root)
+            if entry is None:
+                pending.put(root, [0, 0, True])
+                return
+            entry[2] = True
+            if entry[1]:
+                pending.pop(root)
+                self.send_result(entry[1], root, False)
+
+    def fold(self, root: int, value: int, spout_task: int) -> None:
+        """XOR `value` into tree `root`; `spout_task` is non-zero for the init
+        (which may come after acks). The worker calls this directly for acks
+        folded in the acker's own worker, without making a tuple of them."""
+        pending = self.pending
+        entry = pending.get(root)
+        if entry is None:
+            if not spout_task:
+                pending.put(root, [value, 0, False])
+                return
+            entry = [value, spout_task, False]
+            pending.put(root, entry)
+        else:
+            entry[0] ^= value
+            if spout_task:
+                entry[1] = spout_task
+        task = entry[1]
+        if task:
+            if entry[2]:
+                pending.pop(root)
+                self.send_result(task, root, False)
+            elif entry[0] == 0:
+                pending.pop(root)
+                self.send_result(task, root, True)
+
+    def send_result(self, spout_task: int, root: int, ok: bool) -> None:
+        """Tell the spout task how its tree ended."""
+        on_result = self.on_result
+        if on_result is not None:
+            on_result(spout_task, root, ok)
+        else:
+            self.emit([root, ok], stream=ACK_RESULT, direct_task=spout_task)
+
+    def process_tick(self, tup: Tuple) -> None:
+        if not self.timeouts:
+            return
+        for root, entry in self.pending.rotate().items():
+            if entry[1]:
+                self.send_result(entry[1], root, False)
+
+
+class AckTracker:
+    """A worker's acks between loop passes: the value folded per tree since the
+    last flush (XOR is associative: one message per tree and pass, not one per
+    tuple), and the trees whose spout init has not left this worker yet.
+
+    `deliver(task, values, sid, src)` sends a system tuple; `finish(spout_task,
+    root, ok)` tells a local spout task how its tree ended; `local_ackers` maps
+    an acker task of this worker to its bolt (folded into directly)."""
+
+    def __init__(self, ackers: list[int], ids: Ids) -> None:
+        self.ackers = ackers
+        self.n = len(ackers)
+        self.ids = ids
+        self.pending: dict[int, int] = {}  # root -> folded value since the last flush
+        self.inits: dict[int, int] = {}  # root -> spout task, init not sent yet
+        self.local_ackers: dict[int, Any] = {}  # acker task -> (executor, AckerBolt)
+        self.deliver: Callable[[int, list[Any], int, int], None] | None = None
+        self.finish: Callable[[int, int, bool], None] | None = None
+        # Any local task that declares the ack stream carries folded acks (the
+        # acker reads only the values): (stream id, task), set by the worker.
+        self.ack_sid = -1
+        self.ack_src = 0
+        self.init_sids: dict[int, int] = {}  # spout task -> its init stream id
+        self.fail_sids: dict[int, int] = {}  # task -> its fail stream id
+
+    # -- spouts ------------------------------------------------------------------
+    def local_slot(self, local_tasks: frozenset[int]) -> int:
+        """The index of an acker in this worker (-1: none), so a root can pick it."""
+        for i, t in enumerate(self.ackers):
+            if t in local_tasks:
+                return i
+        return -1
+
+    def place_root(self, root: int, slot: int) -> int:
+        """Move a random root to the acker `slot` (root % ackers picks the
+        acker), staying in msgpack's uint64 range: the init and the result of a
+        tree that stays here then never cross the network."""
+        n = self.n
+        if slot >= 0:
+            root += slot - root % n
+            if root > UINT64_MAX:
+                root -= n
+        return root
+
+    def start(self, root: int, xor: int, spout_task: int) -> None:
+        """A spout started tree `root` with edges XORing to `xor`. The init is
+        folded with this worker's acks of the same tree and sent by flush()."""
+        pending = self.pending
+        pending[root] = pending.get(root, 0) ^ xor
+        self.inits[root] = spout_task
+
+    # -- bolts -------------------------------------------------------------------
+    def ack(self, tup: Any) -> None:
+        """A bolt acked `tup`: fold its edge XOR its ack value (the edges of the
+        children anchored to it) into each of its trees."""
+        roots = tup.roots
+        if not roots:
+            return
+        av = tup.ack_val
+        pending = self.pending
+        if type(roots) is dict:
+            for root, edge in roots.items():
+                pending[root] = pending.get(root, 0) ^ edge ^ av
+        else:
+            root = roots[0]
+            pending[root] = pending.get(root, 0) ^ roots[1] ^ av
+
+    def fail(self, tup: Any, src: int) -> None:
+        """A bolt (task `src`) failed `tup`: fail each of its trees now."""
+        roots = tup.roots
+        if not roots:
+            return
+        inits = self.inits
+        for root, _edge in root_items(roots):
+            spout_task = inits.pop(root, 0) if inits else 0
+            if spout_task:
+                # The tree's init has not left this worker yet: fail it here.
+                self.pending.pop(root, None)
+                assert self.finish is not None
+                self.finish(spout_task, root, False)
+            else:
+                assert self.deliver is not None
+                self.deliver(self.ackers[root % self.n], [root], self.fail_sids.get(src, -1), src)
+
+    # -- the end of a loop pass --------------------------------------------------
+    def flush(self) -> None:
+        """Send what was folded since the last flush, one message per tree.
+
+        A tree whose init is still here and whose folded value is 0 was
+        emitted and completed entirely in this worker: its spout is told at
+        once, no acker involved."""
+        pending = self.pending
+        if not pending:
+            return
+        items = list(pending.items())
+        pending.clear()
+        inits = self.inits
+        ackers = self.ackers
+        n = self.n
+        finish = self.finish
+        deliver = self.deliver
+        assert finish is not None and deliver is not None
+        local_ackers = self.local_ackers
+        for root, value in items:
+            spout_task = inits.pop(root, 0) if inits else 0
+            if spout_task and value == 0:
+                finish(spout_task, root, True)
+                continue
+            if not value and not spout_task:
+                continue
+            acker = ackers[root % n]
+            local = local_ackers.get(acker)
+            if local is not None:
+                # The tree's acker lives here: fold directly, no tuple, no queue.
+                ex, bolt = local
+                bolt.fold(root, value, spout_task)
+                ex.stats.executed += 1
+            elif spout_task:
+                deliver(acker, [root, value, spout_task], self.init_sids[spout_task], spout_task)
+            else:
+                deliver(acker, [root, value], self.ack_sid, self.ack_src)

@@ -1,0 +1,212 @@
+"""Tuples between workers: the outgoing groups of one worker, one msgpack frame
+per destination worker and flush, batches held back by the transport's
+high-water mark, and the decoding of received frames into local inboxes.
+
+A group is ``[dest task, src task, stream id, [values, ...], [roots, ...] | None]``
+(the roots list only for tuples in trees), so msgpack packs each tuple's values
+and nothing else; a frame is ``[KIND_TUPLES, [group, ...]]``. Hostile or broken
+frames are dropped and counted, never raised.
+
+This module owns the wire shape of tuples; it knows nothing of routing or
+acking (a tuple that cannot be encoded is handed back to `on_unencodable`)."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .._errors import SerializationError, StormError
+from .._serialization import KIND_TUPLES, check_group, describe_unencodable, pack, unpack
+from .._tuple import StreamMeta, Tuple
+from .transport import Transport
+
+__all__ = ["Outbox", "decode_frames"]
+
+log = logging.getLogger("storm.worker")
+
+
+class Outbox:
+    """Outgoing groups per destination worker, and the frames waiting for the
+    transport. `on_unencodable(src, exc, values, roots)` is told of a tuple
+    msgpack refused; the rest of its batch is sent."""
+
+    def __init__(self, nworkers: int, task_worker: dict[int, int], streams: list[StreamMeta],
+                 batch_size: int, transport: Transport | None,
+                 on_unencodable: Callable[[int, SerializationError, Any, Any], None]) -> None:
+        self.groups: list[list[list[Any]]] = [[] for _ in range(nworkers)]
+        self.index: dict[tuple[int, int, int, bool], list[Any]] = {}
+        self.blocked: list[deque[bytes]] = [deque() for _ in range(nworkers)]
+        self.task_worker = task_worker
+        self.streams = streams
+        self.batch_size = batch_size
+        self.transport = transport
+        self.on_unencodable = on_unencodable
+        self.ordered_sids = frozenset(m.sid for m in streams if m.ordered)
+
+    def group(self, task: int, src: int, sid: int, rooted: bool) -> list[Any]:
+        """The outgoing group for (task, src, sid, rooted), created on first use."""
+        key = (task, src, sid, rooted)
+        g = self.index.get(key)
+        if g is None:
+            g = [task, src, sid, [], [] if rooted else None]
+            self.index[key] = g
+            self.groups[self.task_worker[task]].append(g)
+        return g
+
+    def put(self, task: int, values: Any, sid: int, src: int, roots: Any) -> None:
+        """Queue one tuple for a remote task."""
+        rooted = roots is not None
+        g = self.index.get((task, src, sid, rooted)) or self.group(task, src, sid, rooted)
+        vals: list[Any] = g[3]
+        if sid in self.ordered_sids:
+            # A barrier: what was queued before it leaves first, it goes next,
+            # alone (see Stream.ordered).
+            w = self.task_worker[task]
+            self.flush(w)
+            vals.append(values)
+            if rooted:
+                g[4].append(roots)
+            self.flush(w)
+            return
+        vals.append(values)
+        if rooted:
+            g[4].append(roots)
+        if len(vals) >= self.batch_size:
+            self.flush(self.task_worker[task])
+
+    def flush(self, w: int) -> None:
+        """Send worker `w` one frame of everything queued for it."""
+        batch = [g for g in self.groups[w] if g[3]]
+        if not batch:
+            return
+        try:
+            data = pack([KIND_TUPLES, batch])
+        except (TypeError, ValueError, OverflowError):
+            data = self._pack_salvaging(batch)
+        for g in batch:
+            g[3].clear()
+            if g[4] is not None:
+                g[4].clear()
+        if self.transport is None:
+            raise StormError("no transport for a remote task")  # pragma: no cover
+        blocked = self.blocked[w]
+        if blocked or not self.transport.send(w, data):
+            blocked.append(data)
+
+    def flush_all(self) -> None:
+        for w, groups in enumerate(self.groups):
+            for g in groups:
+                if g[3]:
+                    self.flush(w)
+                    break
+
+    def retry_blocked(self) -> bool:
+        """Try to send batches that hit the high-water mark; True if any remain."""
+        transport = self.transport
+        remaining = False
+        for w, blocked in enumerate(self.blocked):
+            while blocked:
+                if transport is None or not transport.send(w, blocked[0]):
+                    remaining = True
+                    break
+                blocked.popleft()
+        return remaining
+
+    def any_blocked(self) -> bool:
+        return any(self.blocked)
+
+    def _pack_salvaging(self, batch: list[list[Any]]) -> bytes:
+        """A batch failed to encode: find the bad tuples, hand them back, send the rest."""
+        good_groups = []
+        for task, src, sid, values_list, roots_list in batch:
+            good_values: list[Any] = []
+            good_roots: list[Any] | None = None if roots_list is None else []
+            for i, values in enumerate(values_list):
+                roots = roots_list[i] if roots_list is not None else None
+                try:
+                    pack(values)
+                except (TypeError, ValueError, OverflowError):
+                    meta = self.streams[sid]
+                    bad = describe_unencodable(values) or (0, "a value msgpack rejects")
+                    fname = meta.fields[bad[0]] if bad[0] < len(meta.fields) else f"#{bad[0]}"
+                    exc = SerializationError(
+                        f"component '{meta.component}' emitted a value msgpack cannot encode on "
+                        f"stream '{meta.stream}': field '{fname}' holds {bad[1]}"
+                    )
+                    self.on_unencodable(src, exc, Tuple(values, meta, src, roots), roots)
+                    continue
+                good_values.append(values)
+                if good_roots is not None:
+                    good_roots.append(roots)
+            if good_values:
+                good_groups.append([task, src, sid, good_values, good_roots])
+        return pack([KIND_TUPLES, good_groups])
+
+
+class FrameDrops:
+    """Frames a worker dropped: counted always; logged for the first few and
+    then once per 1000, so a flood of garbage costs little and cannot fill the disk."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.frames = 0
+        self.unknown_task_tuples = 0
+
+    def drop(self, frame: bytes, why: str) -> None:
+        self.frames += 1
+        if self.frames <= 10 or self.frames % 1000 == 0:
+            log.error("worker %d dropped a frame (%d bytes, %d dropped so far): %s", self.index,
+                      len(frame), self.frames, why)
+
+
+def decode_frames(frames: list[bytes], streams: list[StreamMeta],
+                  append_get: Callable[[int], Any], max_frame: int, drops: FrameDrops) -> int:
+    """Turn tuple batch frames into tuples in the local inboxes; returns how many.
+
+    Dropped (and counted in `drops`): a frame over `max_frame` bytes, one that
+    is not msgpack, not a batch, a group of the wrong shape (checked per group,
+    not per tuple; see check_group), or addressed to a task not in this worker."""
+    n = 0
+    nstreams = len(streams)
+    for frame in frames:
+        if len(frame) > max_frame:
+            drops.drop(frame, f"larger than topology.transfer.max.frame.bytes ({max_frame})")
+            continue
+        try:
+            msg = unpack(frame)
+        except Exception as exc:
+            drops.drop(frame, f"undecodable: {type(exc).__name__}: {exc}")
+            continue
+        if type(msg) is not list or len(msg) != 2 or type(msg[1]) is not list:
+            drops.drop(frame, "not a [kind, payload] list")
+            continue
+        kind = msg[0]
+        entries: list[Any] = msg[1]
+        if kind != KIND_TUPLES:
+            drops.drop(frame, f"unknown frame kind {kind!r:.40}")
+            continue
+        for group in entries:
+            problem = check_group(group, nstreams)
+            if problem is not None:
+                drops.drop(frame, problem)
+                continue
+            task = group[0]
+            src = group[1]
+            values_list: list[Any] = group[3]
+            roots_list: list[Any] | None = group[4]
+            app = append_get(task)
+            if app is None:
+                drops.unknown_task_tuples += len(values_list)
+                drops.drop(frame, f"addressed to task {task}, which is not in this worker")
+                continue
+            meta = streams[group[2]]
+            if roots_list is None:
+                for values in values_list:
+                    app(Tuple(values, meta, src, None))
+            else:
+                for i in range(len(values_list)):
+                    app(Tuple(values_list[i], meta, src, roots_list[i]))
+            n += len(values_list)
+    return n
