@@ -13,6 +13,10 @@ instead, which pre-sums each batch before the exchange). Rounds interleave the
 modes, in an order rotated each round (this VM's speed drifts by +-20% between
 runs); the table gives medians and ratios, the issue's targets met or not, and
 the p99 complete latency of ours, acking on, paced at half its median peak.
+The clock (time.monotonic, one clock for every process here) starts when a
+spout or source hands out its first sentence and stops, for Bytewax, when its
+last count is written out at the end of input; for ours, at the first tick
+(every 10 ms) of each count task that sees its final total: both upper bounds.
 
 Bytewax is installed by this script, never by the package: `bytewax==0.21.*` in
 a venv under $TMPDIR/storm-bench-bytewax, made once and reused. Counts that are
