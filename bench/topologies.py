@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from typing import Any
@@ -92,4 +93,111 @@ def BenchWordCount(conf: dict[str, Any]) -> TopologyBuilder:  # noqa: N802 - nam
     count = ReliableCountBolt if acking else CountBolt
     b.set_bolt("split", split, par=par).local_or_shuffle_grouping("sentences")
     b.set_bolt("count", count, par=par).fields_grouping("split", "word")
+    return b
+
+
+# -- a finite word count, counted exactly (bench/vs_bytewax.py) ---------------
+
+class FiniteSentenceSpout(Spout):
+    """Emits its share of the lines of `bench.sentences` once, then nothing; at
+    close, writes when it emitted its first sentence to `bench.out`."""
+
+    outputs = ["sentence"]
+
+    def open(self, conf: dict[str, Any], context: Any) -> None:
+        tasks = context.get_component_tasks(context.component_id)
+        with open(conf["bench.sentences"], encoding="utf-8") as f:
+            self.sentences = f.read().splitlines()[tasks.index(context.task_id)::len(tasks)]
+        self.i = 0
+        self.first = 0.0
+        self.acked = self.failed = 0
+        self.out = f"{conf['bench.out']}/spout-{context.task_id}.json"
+
+    def next_tuple(self) -> None:
+        i = self.i
+        if i < len(self.sentences):
+            if not i:
+                self.first = time.monotonic()
+            self.i = i + 1
+            self.emit([self.sentences[i]])
+
+    def close(self) -> None:
+        record = {"first": self.first, "emitted": self.i, "acked": self.acked, "failed": self.failed}
+        with open(self.out, "w", encoding="utf-8") as f:
+            json.dump(record, f)
+
+
+class ReliableFiniteSentenceSpout(FiniteSentenceSpout):
+    """The same with message ids (acking on), paced at `bench.rate` sentences/s
+    per task when set (the latency run); failed sentences are not replayed."""
+
+    def open(self, conf: dict[str, Any], context: Any) -> None:
+        super().open(conf, context)
+        self.rate = float(conf.get("bench.rate") or 0)
+
+    def next_tuple(self) -> None:
+        i = self.i
+        if i < len(self.sentences):
+            if not i:
+                self.first = time.monotonic()
+            elif self.rate and i >= (time.monotonic() - self.first) * self.rate:
+                return
+            self.i = i + 1
+            self.emit([self.sentences[i]], msg_id=i)
+
+    def ack(self, msg_id: Any) -> None:
+        self.acked += 1
+
+    def fail(self, msg_id: Any) -> None:
+        self.failed += 1
+
+
+class _CountsAtClose:
+    """Writes a count bolt's counts to `bench.out` at cleanup, with the time of
+    the first tick at which its total was final: an upper bound of when it
+    counted its last word that costs the per-word path nothing (a tick is
+    queued behind the tuples waiting, and ticks come every 10 ms)."""
+
+    counts: dict[str, int]
+
+    def prepare(self, conf: dict[str, Any], context: Any) -> None:
+        super().prepare(conf, context)  # type: ignore[misc]
+        self.out = f"{conf['bench.out']}/count-{context.task_id}.json"
+        self.seen = 0
+        self.last = 0.0
+
+    def process_tick(self, tup: Any) -> None:
+        total = sum(self.counts.values())
+        if total != self.seen:
+            self.seen = total
+            self.last = time.monotonic()
+
+    def cleanup(self) -> None:
+        # ticked: False if words came after the last tick (the time is then unknown).
+        record = {"last": self.last, "ticked": sum(self.counts.values()) == self.seen,
+                  "counts": self.counts}
+        with open(self.out, "w", encoding="utf-8") as f:
+            json.dump(record, f)
+
+
+class ExactCountBolt(_CountsAtClose, CountBolt):
+    pass
+
+
+class ExactReliableCountBolt(_CountsAtClose, ReliableCountBolt):
+    pass
+
+
+def ExactWordCount(conf: dict[str, Any]) -> TopologyBuilder:  # noqa: N802 - named like a topology
+    """BenchWordCount over a finite input (`bench.sentences`), counts written to
+    `bench.out`: spout -> split (local or shuffle) -> count (fields grouping)."""
+    par = int(conf.get("bench.par") or 1)
+    acking = bool(conf.get("bench.acking"))
+    b = TopologyBuilder("bench-exact-wordcount", {"topology.acker.executors": par if acking else 0})
+    b.set_spout("sentences", ReliableFiniteSentenceSpout if acking else FiniteSentenceSpout, par=par)
+    split = ReliableSplitBolt if acking else SplitBolt
+    count = ExactReliableCountBolt if acking else ExactCountBolt
+    b.set_bolt("split", split, par=par).local_or_shuffle_grouping("sentences")
+    b.set_bolt("count", count, par=par, config={"topology.tick.tuple.freq.secs": 0.01}) \
+        .fields_grouping("split", "word")
     return b
