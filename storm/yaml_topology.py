@@ -206,9 +206,9 @@ def _window_args(node: Node) -> dict[str, Any]:
 class _Builder:
     """One merged document -> topology name, config and component specs."""
 
-    def __init__(self, doc: Document, base_module: str) -> None:
+    def __init__(self, doc: Document, file_modules: Mapping[str, str]) -> None:
         self.root = doc.root
-        self.base_module = base_module
+        self.file_modules = file_modules  # file as messages name it -> the module standing for it
         self.nodes: dict[str, Node] = {}  # component name -> its entry, for located errors
         self.specs: dict[str, ComponentSpec] = {}
 
@@ -314,8 +314,8 @@ class _Builder:
         except StormError as exc:
             raise entry.error(str(exc)) from None
         if cls is shell and "script" in kwargs:
-            # A relative script is relative to the YAML file (the module standing for it).
-            spec.config[KEY_BASE] = self.base_module
+            # A relative script is relative to the YAML file declaring it (the module standing for it).
+            spec.config[KEY_BASE] = self.file_modules[entry.file]
         self.specs[name] = spec
 
     def _stream(self, entry: Node) -> None:
@@ -414,25 +414,29 @@ class YamlTopology:
         #: The component specs of the last build, by name.
         self.specs: dict[str, ComponentSpec] = {}
 
-    @property
-    def module_name(self) -> str:
-        """The module that stands for the YAML file: multi-lang scripts are relative to its ``__file__``."""
+    def _register(self) -> dict[str, str]:
+        """A module standing for each YAML file read (multi-lang scripts are
+        relative to its ``__file__``), by the file's name in messages."""
         import hashlib
 
-        digest = hashlib.sha1(str(self.path).encode()).hexdigest()[:8]
-        return f"storm_yaml_{re.sub(r'[^A-Za-z0-9_]', '_', self.path.stem)}_{digest}"
+        from ._yaml_doc import display_path
 
-    def _register(self) -> str:
-        name = self.module_name
-        if name not in sys.modules:
-            module = types.ModuleType(name, f"stands for the YAML topology {self.path}")
-            module.__file__ = str(self.path)
-            sys.modules[name] = module
-        # Class paths resolve beside the file, as a .py target's imports do.
-        parent = str(self.path.parent)
-        if parent not in sys.path:
-            sys.path.insert(0, parent)
-        return name
+        names: dict[str, str] = {}
+        for file in self.files:
+            digest = hashlib.sha1(str(file).encode()).hexdigest()[:8]
+            name = f"storm_yaml_{re.sub(r'[^A-Za-z0-9_]', '_', file.stem)}_{digest}"
+            if name not in sys.modules:
+                module = types.ModuleType(name, f"stands for the YAML topology file {file}")
+                module.__file__ = str(file)
+                sys.modules[name] = module
+            names[display_path(file)] = name
+        # Class paths resolve beside the file (then beside the files it includes),
+        # as a .py target's imports do.
+        for file in reversed(self.files):
+            parent = str(file.parent)
+            if parent not in sys.path:
+                sys.path.insert(0, parent)
+        return names
 
     def read(self, fixed: Mapping[str, str] | None = None) -> Document:
         variables = Variables(self.properties, self.environ, fixed)

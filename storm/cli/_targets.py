@@ -44,7 +44,8 @@ def dry_run(console: Console, target: str, config: Mapping[str, Any]) -> None:
 
     spec = build_target(load_target(target), dict(config))
     console.print(render_tree(graph_of(spec)))
-    tasks = sum(c.par for c in spec.components.values() if not c.system)
-    console.print(f"ok: '{spec.name}' is valid: {len(spec.components)} component(s) with "
+    user = [c for c in spec.components.values() if not c.system]
+    tasks = sum(c.par for c in user)
+    console.print(f"ok: '{spec.name}' is valid: {len(user)} component(s) with "
                   f"{tasks} task(s) on {spec.config['topology.workers']} worker(s); no worker started",
                   highlight=False, soft_wrap=True)
