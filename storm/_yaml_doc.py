@@ -82,6 +82,12 @@ class Node:
             raise node.error(f"unknown key '{key}' in {what}; {hint}")
         return self.value
 
+    def expect_entries(self, what: str) -> dict[str, Node]:
+        """This node's entries, after checking it is a mapping (of any keys)."""
+        if not isinstance(self.value, dict):
+            raise self.error(f"{what} must be a mapping (key: value), got {_kind(self.value)}")
+        return self.value
+
     def expect_list(self, what: str) -> list[Node]:
         if not isinstance(self.value, list):
             raise self.error(f"{what} must be a list (lines starting with '- '), got {_kind(self.value)}")

@@ -122,7 +122,7 @@ def _par(node: Node | None) -> int:
 def _config_of(node: Node | None, what: str) -> dict[str, Any]:
     if node is None:
         return {}
-    entries = node.expect_map(what, list(node.value) if node.is_map else ())
+    entries = node.expect_entries(what)
     out: dict[str, Any] = {}
     for key, value in entries.items():
         plain = value.plain()
@@ -149,7 +149,7 @@ def _outputs(node: Node) -> list[str | Stream]:
     if node.is_list or isinstance(node.value, str):
         return list(_str_list(node, "outputs"))
     streams: list[str | Stream] = []
-    for sname, decl in node.expect_map("outputs", list(node.value) if node.is_map else ()).items():
+    for sname, decl in node.expect_entries("outputs").items():
         if decl.is_map:
             entries = decl.expect_map(f"stream '{sname}'", ("fields", "direct", "ordered"))
             flags = {}
@@ -380,8 +380,7 @@ class _Builder:
             cls = _import(fields["class"], "class")
             if not (isinstance(cls, type) and issubclass(cls, CustomGrouping)):
                 raise fields["class"].error(f"{cls!r} is not a storm.CustomGrouping subclass")
-            args = fields["args"].expect_map("args", list(fields["args"].value) if fields["args"].is_map else ()) \
-                if "args" in fields else {}
+            args = fields["args"].expect_entries("args") if "args" in fields else {}
             return Grouping.custom(cls, **{k: v.plain() for k, v in args.items()})
         at = gnode or entry
         if kind == "direct" and not decl.direct:
