@@ -147,3 +147,15 @@ def test_submit_a_yaml_topology_with_includes_to_a_cluster(tmp_path: Path, daemo
     finally:
         daemons.storm("kill", "YamlOnCluster", "-w", "0")
     wait_until(lambda: not daemons.worker_processes(), "the topology's workers exit", 30, daemons.diagnostics)
+
+    # The README's command: the repository's own YAML word count, beside its wordcount.py.
+    out = tmp_path / "repo-counts.json"
+    r = daemons.storm("submit", str(TOPOLOGIES / "wordcount.yaml"), "-c", "wordcount.repeat=20",
+                      "-c", f"wordcount.output={out}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "submitted topology 'WordCount'" in r.stdout and "(2 file(s)," in r.stdout, r.stdout
+    try:
+        wait_until(lambda: read_counts(out) == expected_counts(20), "the cluster counts every word", 90,
+                   lambda: f"{read_counts(out)}\n{daemons.diagnostics()}")
+    finally:
+        daemons.storm("kill", "WordCount", "-w", "0")
