@@ -267,8 +267,9 @@ def _entry_key(section: str, node: Node) -> Any:
     if not node.is_map:
         return None
     if section == "streams":
-        parts = [node.get(k) for k in ("from", "stream", "to")]
-        return tuple(None if p is None else p.value for p in parts)
+        src, stream, dst = (node.get(k) for k in ("from", "stream", "to"))
+        return (None if src is None else src.value, "default" if stream is None else stream.value,
+                None if dst is None else dst.value)
     name = node.get("name")
     return None if name is None else name.value
 

@@ -226,7 +226,7 @@ spouts:
 bolts:
   - {name: extra, class: yaml_parts.Collect}
 streams:
-  - {from: numbers, to: sink, grouping: all}
+  - {from: numbers, stream: default, to: sink, grouping: all}
   - {from: numbers, to: extra}
 """)
     topo = YamlTopology(path)
