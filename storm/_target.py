@@ -1,6 +1,7 @@
 """Finding a topology from what a user names on the command line or passes to
-LocalCluster: `file.py`, `file.py:Name`, `package.module:Name`, or a Topology
-class. Every worker process resolves the same target the same way."""
+LocalCluster: `file.py`, `file.py:Name`, `package.module:Name`, a YAML topology
+file (`topology.yaml`, see storm.yaml_topology), or a Topology class. Every
+worker process resolves the same target the same way."""
 
 from __future__ import annotations
 
@@ -59,12 +60,28 @@ def _candidates(module: ModuleType) -> dict[str, Any]:
     return found
 
 
+def is_file_target(path_part: str) -> bool:
+    """Whether the part of a target before ':' names a file (not a module)."""
+    return path_part.endswith((".py", ".yaml", ".yml")) or "/" in path_part
+
+
 def load_target(target: str) -> Any:
-    """Return the object a target names (a Topology class, spec, builder or function)."""
+    """Return the object a target names (a Topology class, spec, builder or
+    function, or a YamlTopology)."""
     if not isinstance(target, str) or not target:
         raise TargetError("no topology target given; name a file like topologies/wordcount.py")
     path_part, _, attr = target.partition(":")
-    if path_part.endswith(".py") or "/" in path_part:
+    if path_part.endswith((".yaml", ".yml")):
+        from .yaml_topology import YamlTopology
+
+        path = Path(path_part)
+        if not path.is_file():
+            raise TargetError(f"topology file '{path_part}' does not exist" if not path.exists()
+                              else f"topology target '{path_part}' is not a file")
+        if attr:
+            raise TargetError(f"'{target}': a YAML file declares one topology; name the file alone")
+        return YamlTopology(path)
+    if is_file_target(path_part):
         path = Path(path_part)
         if not path.exists():
             raise TargetError(f"topology file '{path_part}' does not exist")
@@ -101,6 +118,10 @@ def load_target(target: str) -> Any:
 
 def build_target(obj: Any, overrides: Mapping[str, Any] | None = None) -> TopologySpec:
     """Turn what a target named into a validated TopologySpec."""
+    from .yaml_topology import YamlTopology
+
+    if isinstance(obj, YamlTopology):
+        return obj.build(overrides)
     if inspect.isclass(obj) and issubclass(obj, Topology):
         return obj.build(overrides)
     if isinstance(obj, TopologyBuilder):

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from .. import StormError, __version__
 from .._config import parse_overrides
+from ._targets import DryRunOpt, FilterOpt
 
 EXIT_USER_ERROR = 2
 
@@ -52,7 +53,8 @@ def local(
         str,
         typer.Argument(
             metavar="TARGET",
-            help="The topology: a file (topologies/wordcount.py), file.py:Name, or module:Name.",
+            help="The topology: a file (topologies/wordcount.py), file.py:Name, module:Name, "
+            "or a YAML topology file (topology.yaml).",
             show_default=False,
         ),
     ],
@@ -78,9 +80,13 @@ def local(
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Topology name (default: the class name).")
     ] = None,
+    filter_file: FilterOpt = None,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Run a topology on this machine with a live dashboard; Ctrl-C stops it."""
     from ._run import run_local  # the runtime (zmq, workers) loads only for commands that run one
+    from ._targets import dry_run as check_only
+    from ._targets import with_yaml_variables
 
     if duration is not None and duration <= 0:
         raise typer.BadParameter("must be greater than 0", param_hint="'--duration'")
@@ -90,7 +96,13 @@ def local(
         sys.path.insert(0, os.getcwd())
     console = _stdout()
     try:
-        result = run_local(console, target, _config(config, workers), name, duration)
+        conf = with_yaml_variables(target, _config(config, workers), filter_file)
+        if name:
+            conf["topology.name"] = name
+        if dry_run:
+            check_only(console, target, conf)
+            return
+        result = run_local(console, target, conf, name, duration)
     except StormError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(result.exit_code)
@@ -117,6 +129,7 @@ from . import (  # noqa: E402, F401
     _cluster,  # noqa: E402, F401
     _monitor,
     _query,  # noqa: E402, F401
+    _quickstart,
     _trace,  # noqa: E402, F401
     _visualize,
 )

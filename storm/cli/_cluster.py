@@ -30,6 +30,7 @@ from rich.text import Text
 from .._config import parse_overrides
 from .._errors import ConfigError, StormError
 from ._app import app, fail
+from ._targets import FilterOpt
 
 cluster_app = typer.Typer(help="Run a whole cluster on this machine.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
@@ -131,16 +132,19 @@ def supervisor(
 @app.command()
 def submit(
     target: Annotated[str, typer.Argument(
-        metavar="TARGET", help="The topology: a file (topologies/wordcount.py), file.py:Name, or module:Name.",
+        metavar="TARGET", help="The topology: a file (topologies/wordcount.py), file.py:Name, module:Name, "
+                               "or a YAML topology file.",
         show_default=False)],
     name: Annotated[str | None, typer.Option("--name", "-n", help="Topology name (default: the class name).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes (sets topology.workers).")] = None,
     config: ConfigOpt = None,
     conf_file: ConfFileOpt = None,
+    filter_file: FilterOpt = None,
 ) -> None:
     """Package a topology's code and submit it to nimbus, which starts it."""
     from ..daemon._code import package_target
     from ..daemon._conf import topology_overrides
+    from ._targets import with_yaml_variables
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -152,6 +156,7 @@ def submit(
             topo_conf["topology.name"] = name
         if workers is not None:
             topo_conf["topology.workers"] = workers
+        topo_conf = with_yaml_variables(target, topo_conf, filter_file)
         client = _client(conf)
         client.endpoint()  # nimbus unreachable: say so before building anything
         pkg, spec = package_target(target, topo_conf)

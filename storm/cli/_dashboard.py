@@ -115,14 +115,6 @@ def format_latency(ms: float | None) -> str:
     return f"{ms:.0f}"
 
 
-def _latency(c: ComponentFigures) -> float | None:
-    # A spout's useful latency is the tuple tree's complete latency (acking on);
-    # a bolt's is its execute latency.
-    if c.kind == "spout":
-        return c.complete_ms
-    return c.exec_ms
-
-
 def _capacity(c: ComponentFigures) -> Text:
     cap = getattr(c, "capacity", None)
     if cap is None or c.kind == "spout":
@@ -156,55 +148,88 @@ def format_bytes(n: float | None) -> str:
 
 
 class _Components:
-    """The component table; with room (wider than 80 columns) it adds the bolts'
-    process latency ("proc": execute start to ack)."""
+    """The component tables, as Storm UI has them: spouts with their complete
+    latency (a tuple tree's emit to its last ack), then bolts with their execute
+    latency and, with room (88 columns or more), their process latency ("proc":
+    execute start to ack)."""
 
     def __init__(self, stats: Sequence[ComponentFigures], rates: Mapping[str, float]) -> None:
         self.stats, self.rates = stats, rates
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield _component_table(self.stats, self.rates, process=options.max_width >= 88)
+        spouts = [c for c in self.stats if c.kind == "spout"]
+        bolts = [c for c in self.stats if c.kind != "spout"]
+        if spouts or not bolts:
+            yield _spout_table(spouts, self.rates)
+        if bolts:
+            yield _bolt_table(bolts, self.rates, process=options.max_width >= 88)
 
 
-def _component_table(stats: Sequence[ComponentFigures], rates: Mapping[str, float],
-                     process: bool = False) -> Table:
+def _table(first: str) -> Table:
     table = Table(
         box=box.SIMPLE_HEAD,
-        padding=0,  # the box's blank column rule separates columns: 11 fit in 80
+        padding=0,  # the box's blank column rule separates columns: 12 fit in 80
         pad_edge=False,
         show_edge=False,
         expand=False,
         header_style="bold",
     )
-    table.add_column("component", no_wrap=True, overflow="ellipsis", min_width=9, max_width=14)
-    table.add_column("kind", no_wrap=True)
-    for header in ("tasks", "emitted", "executed", "acked", "failed", "rate/s", "queue"):
+    table.add_column(first, no_wrap=True, overflow="ellipsis", min_width=9, max_width=14)
+    return table
+
+
+def _style(c: ComponentFigures) -> str:
+    return "dim" if c.name.startswith("__") else ("cyan" if c.kind == "spout" else "")
+
+
+def _rate(c: ComponentFigures, rates: Mapping[str, float]) -> str:
+    rate = rates.get(c.name)
+    return "-" if rate is None else format_count(rate)
+
+
+def _spout_table(stats: Sequence[ComponentFigures], rates: Mapping[str, float]) -> Table:
+    table = _table("spout")
+    for header in ("tasks", "emitted", "acked", "failed", "rate/s", "complete ms", "err"):
         table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
+    for c in stats:
+        table.add_row(
+            c.name,
+            str(c.tasks),
+            format_count(c.emitted),
+            format_count(c.acked),
+            Text(format_count(c.failed), style="red" if c.failed else ""),
+            _rate(c, rates),
+            format_latency(c.complete_ms),
+            Text(format_count(c.errors), style="bold red" if c.errors else ""),
+            style=_style(c),
+        )
+    return table
+
+
+def _bolt_table(stats: Sequence[ComponentFigures], rates: Mapping[str, float], process: bool = False) -> Table:
+    table = _table("bolt")
+    for header in ("tasks", "emitted", "executed", "acked", "failed", "rate/s", "queue", "execute ms"):
+        table.add_column(header, justify="right", no_wrap=True)
     if process:
         table.add_column("proc", justify="right", no_wrap=True)
     table.add_column("cap", justify="right", no_wrap=True)
     table.add_column("err", justify="right", no_wrap=True)
     for c in stats:
-        system = c.name.startswith("__")
-        style = "dim" if system else ("cyan" if c.kind == "spout" else "")
-        rate = rates.get(c.name)
-        proc = [format_latency(getattr(c, "process_ms", None)) if c.kind != "spout" else "-"] if process else []
+        proc = [format_latency(getattr(c, "process_ms", None))] if process else []
         table.add_row(
             c.name,
-            c.kind,
             str(c.tasks),
             format_count(c.emitted),
             format_count(c.executed),
             format_count(c.acked),
             Text(format_count(c.failed), style="red" if c.failed else ""),
-            "-" if rate is None else format_count(rate),
+            _rate(c, rates),
             format_count(c.queue),
-            format_latency(_latency(c)),
+            format_latency(c.exec_ms),
             *proc,
             _capacity(c),
             Text(format_count(c.errors), style="bold red" if c.errors else ""),
-            style=style,
+            style=_style(c),
         )
     return table
 

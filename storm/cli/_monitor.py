@@ -93,23 +93,35 @@ def stats_tables(stats: TopologyStats, windows: Sequence[str]) -> RenderableType
     parts.append(head)
     comps = sort_components(stats.components, "flow")
     for window in windows:
-        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=0,
-                  title=f"window {window}", title_justify="left")
-        t.add_column("component", no_wrap=True, max_width=16, overflow="ellipsis")
-        for col in ("emitted", "transf", "executed", "acked", "failed", "rate/s", "exec ms", "proc ms", "cmpl ms",
+        # As Storm UI: spouts with their complete latency, bolts with their execute
+        # and process latency, in tables of their own.
+        spouts = [c for c in comps if c.kind == "spout" and window in c.windows]
+        bolts = [c for c in comps if c.kind != "spout" and window in c.windows]
+        st = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=0,
+                   title=f"window {window}", title_justify="left")
+        st.add_column("spout", no_wrap=True, max_width=16, overflow="ellipsis")
+        for col in ("emitted", "transf", "acked", "failed", "rate/s", "complete ms"):
+            st.add_column(col, justify="right", no_wrap=True)
+        for c in spouts:
+            w = c.windows[window]
+            st.add_row(c.name, format_count(w.emitted), format_count(w.transferred), format_count(w.acked),
+                       format_count(w.failed), "-" if w.rate is None else format_count(w.rate),
+                       format_latency(w.complete_ms), style="cyan")
+        parts.append(st)
+        bt = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=0)
+        bt.add_column("bolt", no_wrap=True, max_width=16, overflow="ellipsis")
+        for col in ("emitted", "transf", "executed", "acked", "failed", "rate/s", "execute ms", "process ms",
                     "cap"):
-            t.add_column(col, justify="right", no_wrap=True)
-        for c in comps:
-            w = c.windows.get(window)
-            if w is None:
-                continue
-            t.add_row(c.name, format_count(w.emitted), format_count(w.transferred), format_count(w.executed),
-                      format_count(w.acked), format_count(w.failed),
-                      "-" if w.rate is None else format_count(w.rate), format_latency(w.exec_ms),
-                      format_latency(w.process_ms), format_latency(w.complete_ms),
-                      "-" if w.capacity is None or c.kind == "spout" else f"{w.capacity:.2f}",
-                      style="dim" if c.name.startswith("__") else ("cyan" if c.kind == "spout" else ""))
-        parts.append(t)
+            bt.add_column(col, justify="right", no_wrap=True)
+        for c in bolts:
+            w = c.windows[window]
+            bt.add_row(c.name, format_count(w.emitted), format_count(w.transferred), format_count(w.executed),
+                       format_count(w.acked), format_count(w.failed),
+                       "-" if w.rate is None else format_count(w.rate), format_latency(w.exec_ms),
+                       format_latency(w.process_ms), "-" if w.capacity is None else f"{w.capacity:.2f}",
+                       style="dim" if c.name.startswith("__") else "")
+        if bolts:
+            parts.append(bt)
     extra = [c for c in comps if c.complete_p50_ms is not None or c.queue or c.pending]
     if extra:
         lines = Text()

@@ -19,6 +19,7 @@ from .._errors import StormError
 from .._topology import TopologySpec
 from ._app import app, fail
 from ._cluster import ConfFileOpt, ConfigOpt, _client, _conf
+from ._targets import FilterOpt
 
 
 @dataclass
@@ -91,18 +92,19 @@ def render_dot(g: Graph) -> str:
 
 
 def _is_target(arg: str) -> bool:
-    return arg.endswith(".py") or ":" in arg or os.sep in arg or os.path.exists(arg)
+    return arg.endswith((".py", ".yaml", ".yml")) or ":" in arg or os.sep in arg or os.path.exists(arg)
 
 
 @app.command()
 def visualize(
     target: Annotated[str, typer.Argument(metavar="TARGET|NAME", show_default=False,
-                                          help="A topology file / file.py:Name / module:Name, or the name "
+                                          help="A topology file / file.py:Name / module:Name / topology.yaml, or the name "
                                                "of a topology running on the cluster.")],
     dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz DOT instead of a tree.")] = False,
     system: Annotated[bool, typer.Option("--system", help="Include system components (ackers).")] = False,
     config: ConfigOpt = None,
     conf_file: ConfFileOpt = None,
+    filter_file: FilterOpt = None,
 ) -> None:
     """Show a topology's graph: components, parallelism, streams and groupings."""
     try:
@@ -111,10 +113,12 @@ def visualize(
 
             from .._config import parse_overrides
             from .._target import build_target, load_target
+            from ._targets import with_yaml_variables
 
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())
-            g = graph_of(build_target(load_target(target), parse_overrides(config or [])), system)
+            overrides = with_yaml_variables(target, parse_overrides(config or []), filter_file)
+            g = graph_of(build_target(load_target(target), overrides), system)
         else:
             conf, _ = _conf(conf_file, config)
             topo = _client(conf).call("info", name=target)["topology"]

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import StormError, TargetError
-from .._target import build_target, fingerprint, load_target
+from .._target import build_target, fingerprint, is_file_target, load_target
 from .._topology import TopologySpec, with_parallelism
+from ..yaml_topology import YamlTopology
 
 # Archives above this are refused: code, not data, belongs in a topology archive.
 MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
@@ -183,7 +184,7 @@ def _origin(module: str) -> Path:
 def _root_of(target: str) -> tuple[Path, str, str]:
     """(directory the archive is rooted at, entry module file or dotted name, attr)."""
     path_part, _, attr = target.partition(":")
-    if path_part.endswith(".py") or "/" in path_part:
+    if is_file_target(path_part):
         file = Path(path_part).resolve()
         return file.parent, file.name, attr
     origin = _origin(path_part)
@@ -200,7 +201,11 @@ def package_target(target: str, overrides: Mapping[str, Any] | None = None) -> t
     directory tree. A `module:Name` target in an installed package packs
     nothing: the cluster's hosts must have that package installed too."""
     before = set(sys.modules)
-    spec = build_target(load_target(target), dict(overrides or {}))
+    obj = load_target(target)
+    spec = build_target(obj, dict(overrides or {}))
+    if isinstance(obj, YamlTopology):
+        yaml_root, packed, yaml_target = _yaml_files(obj, spec, before)
+        return _pack(target, yaml_root, packed, yaml_target), spec
     root, entry, attr = _root_of(target)
     entry_file = root / entry if entry.endswith(".py") else _origin(entry)
     if any(_under(root, r) for r in _excluded_roots()):
@@ -213,6 +218,33 @@ def package_target(target: str, overrides: Mapping[str, Any] | None = None) -> t
         rel_target = entry + (f":{attr}" if attr else "")
     else:
         rel_target = target
+    return _pack(target, root, files, rel_target), spec
+
+
+def _yaml_files(obj: YamlTopology, spec: TopologySpec, before: set[str]) -> tuple[Path, set[Path], str]:
+    """What a YAML topology needs on the cluster: the file, the files it
+    includes, the modules its classes live in (and their local imports) and
+    its multi-lang scripts, rooted at the directory holding all the YAML files."""
+    root = Path(os.path.commonpath([str(f.parent) for f in obj.files]))
+    if root == Path(root.anchor):
+        shown = ", ".join(str(f) for f in obj.files)
+        raise StormError(f"the files of '{obj.path}' ({shown}) share no directory but the filesystem root, so "
+                         "they cannot be packed for the cluster; keep included files beside the topology file")
+    found: set[Path] = set()
+    for comp in obj.specs.values():
+        file = getattr(sys.modules.get(comp.cls.__module__), "__file__", None)
+        if file and _under(Path(file).resolve(), root):
+            found.add(Path(file).resolve())
+            found |= _static_imports(Path(file), root)
+    if any(_under(root, r) for r in _excluded_roots()):
+        files: set[Path] = set()
+    else:
+        files = _module_files(root, before, found) | _multilang_files(spec, root)
+    files |= set(obj.files)
+    return root, files, str(obj.path.relative_to(root))
+
+
+def _pack(target: str, root: Path, files: set[Path], rel_target: str) -> CodePackage:
     buf = io.BytesIO()
     # Deterministic bytes: sorted names, fixed mtime and owner, no gzip timestamp.
     names = sorted(str(f.relative_to(root)) for f in files)
@@ -228,8 +260,7 @@ def package_target(target: str, overrides: Mapping[str, Any] | None = None) -> t
     archive = buf.getvalue()
     if len(archive) > MAX_ARCHIVE_BYTES:
         raise StormError(f"the code of '{target}' packs to {len(archive)} bytes, above {MAX_ARCHIVE_BYTES}")
-    pkg = CodePackage(archive, hashlib.sha256(archive).hexdigest(), rel_target, tuple(names))
-    return pkg, spec
+    return CodePackage(archive, hashlib.sha256(archive).hexdigest(), rel_target, tuple(names))
 
 
 def unpack(archive: bytes, sha256: str, dest: Path) -> Path:
@@ -260,6 +291,6 @@ def unpack(archive: bytes, sha256: str, dest: Path) -> Path:
 def resolve_target(code_dir: Path, target: str) -> str:
     """The target as a worker names it, given where the archive was unpacked."""
     path_part, sep, attr = target.partition(":")
-    if path_part.endswith(".py") or "/" in path_part:
+    if is_file_target(path_part):
         return str(code_dir / path_part) + (sep + attr if sep else "")
     return target

@@ -114,7 +114,7 @@ def test_monitor_frame_fits_80x24_and_stats_tables() -> None:
     lines = text.splitlines()
     assert len(lines) <= 24 and max(len(x) for x in lines) <= 80, text
     row = next(x for x in lines if x.startswith("work ")).split()
-    assert row[:7] == ["work", "bolt", "2", "0", "1000", "1000", "50"]
+    assert row[:6] == ["work", "2", "0", "1000", "1000", "50"]
     assert row[-2] == "0.90"
     assert "#0 pid 7 50% 1.0M" in text and "window 10s" in text
     assert "spouts ▅█ 100/s" in text
@@ -123,6 +123,11 @@ def test_monitor_frame_fits_80x24_and_stats_tables() -> None:
     stats.error_count = 1
     table = render(stats_tables(stats, ["all"]), width=100)
     assert "window all" in table and "3000" in table and "health" in table
+    # Storm's names: a spout's latency is the complete latency, a bolt's the execute latency.
+    headers = [x.split() for x in table.splitlines() if x.startswith(("spout ", "bolt "))]
+    assert headers == [["spout", "emitted", "transf", "acked", "failed", "rate/s", "complete", "ms"],
+                       ["bolt", "emitted", "transf", "executed", "acked", "failed", "rate/s", "execute", "ms",
+                        "process", "ms", "cap"]], table
     assert "work[2] execute: KeyError: 'a'" in table
 
 
