@@ -8,7 +8,6 @@ spout, which replays the number (the shell bolt's emits keep their anchors)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,10 +16,11 @@ from typing import Any
 import multilang_topos_pystorm as topos
 import pytest
 from itest_support import diagnostics, stats, wait_for
+from preconditions import require_binary, require_module
 
 from storm import LocalCluster, LocalTopology
 
-pytest.importorskip("pystorm")
+require_module("pystorm", "pip install pystorm (a test extra: pip install -e .[test])")
 FINISH_TIMEOUT = 60.0
 
 
@@ -55,8 +55,7 @@ def check_exact(record_dir: Path, count: int, width: int) -> Counter[int]:
 
 @pytest.mark.timeout(90)
 def test_pystorm_json_and_javascript_bolt(cluster: LocalCluster, record_dir: Path) -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
+    require_binary("node", "apt-get install nodejs")
     count = 300
     topo, secs = run_until_all_acked(cluster, topos.PystormJson, record_dir, count)
     seen = check_exact(record_dir, count, width=3)
