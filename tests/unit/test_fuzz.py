@@ -143,6 +143,10 @@ _TYPES_OF_DEFAULT: dict[type, tuple[type, ...]] = {
     bool: (bool,), int: (int,), float: (int, float), str: (str,), list: (list,), dict: (dict,)}
 
 
+# Keys whose value must be above 0 (a timeout, a tick rate, a pending limit).
+POSITIVE = {"topology.message.timeout.secs", "topology.max.spout.pending", "topology.tick.tuple.freq.secs"}
+
+
 def config_problem(key: Any, value: Any) -> bool:
     """Whether validate must reject this entry: the rules conf/defaults.yaml and
     the README state, written out independently of storm._config."""
@@ -157,6 +161,8 @@ def config_problem(key: Any, value: Any) -> bool:
     if isinstance(value, bool) and bool not in allowed:
         return True
     if not isinstance(value, allowed):
+        return True
+    if key in POSITIVE and not value > 0:
         return True
     choices = config._CHOICES.get(key)
     return choices is not None and value not in choices
