@@ -46,6 +46,14 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "topology.state.provider": ("sqlite", "redis"),
 }
 
+# Numeric keys that must be > 0: a zero or negative timeout fails every tree at
+# once, a negative max.spout.pending stalls every spout without a word.
+_POSITIVE: frozenset[str] = frozenset({
+    "topology.message.timeout.secs",
+    "topology.max.spout.pending",
+    "topology.tick.tuple.freq.secs",
+})
+
 _defaults_cache: dict[str, Any] | None = None
 
 
@@ -88,7 +96,7 @@ def _expected_types(key: str, default: Any) -> tuple[type, ...]:
 
 def validate(conf: Mapping[str, Any], where: str = "config") -> None:
     """Raise ConfigError for an unknown reserved key, a value of the wrong type, or a
-    value outside the key's allowed ones (_CHOICES)."""
+    value outside the key's allowed ones (_POSITIVE, _CHOICES)."""
     known = defaults()
     for key, value in conf.items():
         if not isinstance(key, str):
@@ -108,6 +116,8 @@ def validate(conf: Mapping[str, Any], where: str = "config") -> None:
             raise ConfigError(
                 f"{where}: config key '{key}' must be {names}, got {type(value).__name__} {value!r}"
             )
+        if key in _POSITIVE and not value > 0:
+            raise ConfigError(f"{where}: config key '{key}' must be > 0, got {value!r}")
         choices = _CHOICES.get(key)
         if choices is not None and value not in choices:
             allowed = ", ".join(repr(c) for c in choices)

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from preconditions import missing, require_module
 
 from storm import Bolt, Topology, Tuple
 from storm.sinks import RedisSink
 from storm.sources import RedisStreamSpout
 from storm.testing import TestTopology, make_tuple, run_bolt
 
-redis = pytest.importorskip("redis", reason="the redis package is not installed")
+redis = require_module("redis", "pip install redis (a test extra: pip install -e .[test])")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,7 +45,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("no Redis: set STORM_TEST_REDIS=redis://127.0.0.1:PORT/0 or install redis-server")
+        missing("no Redis: set STORM_TEST_REDIS=redis://127.0.0.1:PORT/0 or install redis-server")
     port = _free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",

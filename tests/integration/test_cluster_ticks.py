@@ -35,8 +35,9 @@ def test_tick_tuples_arrive_at_the_configured_rate(cluster: LocalCluster, record
         gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
         print(f"\ntask {task}: {len(ticks)} ticks, mean interval {mean:.3f}s, "
               f"min {min(gaps):.3f}s, max {max(gaps):.3f}s")
-        # the rate is the configured one; a loaded machine may only delay ticks
-        assert topos_ticks.TICK_SECS * 0.95 <= mean <= topos_ticks.TICK_SECS * 1.75, mean
+        # Never faster than configured (semantic); a loaded machine may delay ticks,
+        # so the upper bound only catches a rate that is off by a factor.
+        assert topos_ticks.TICK_SECS * 0.95 <= mean <= topos_ticks.TICK_SECS * 3, mean
     unticked = read_records(record_dir, "unticked")
     assert sorted(unticked) == topo.spec.components["unticked"].tasks
     for task, rec in unticked.items():
@@ -52,4 +53,6 @@ def test_clean_stop_is_prompt_with_frequent_ticks(cluster: LocalCluster, record_
     topo.stop()
     elapsed = time.monotonic() - start
     assert topo.stopped.is_set()
-    assert elapsed < 3.0, f"a clean stop of an idle topology took {elapsed:.1f}s"
+    # Below the workers' 5 s drain deadline: frequent ticks did not make the stop
+    # wait it out (a tick counts as work, and the drain waits for 0.3 s of quiet).
+    assert elapsed < 4.5, f"a clean stop of an idle topology took {elapsed:.1f}s"

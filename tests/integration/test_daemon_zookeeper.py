@@ -10,7 +10,8 @@ where a missing ZooKeeper fails them.
 Two hosts: namespaces A (ZooKeeper, nimbus, a supervisor) and B (a supervisor)
 joined by a veth pair; a second pair joins this test's own namespace to A, so
 the test can talk to nimbus. Skipped, with the reason, where namespaces cannot
-be made (not root, no `ip`, a sandbox without CAP_NET_ADMIN)."""
+be made (not root, no `ip`, a sandbox without CAP_NET_ADMIN), except under
+CI=true, where that fails it (tests/preconditions.py)."""
 
 from __future__ import annotations
 
@@ -31,15 +32,10 @@ from daemon_topos_harness import (
     zk_ok,
 )
 from daemon_topos_parts import read_numbers
+from preconditions import missing
 
 from storm.daemon import ZkState
 from storm.daemon._state import paths
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must have ZooKeeper: .ci/run installs and starts it)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +45,11 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         host, _, port = given.rpartition(":")
         if not zk_ok(host, int(port)):
-            _skip_or_fail(f"STORM_TEST_ZOOKEEPER={given} does not answer")
+            missing(f"STORM_TEST_ZOOKEEPER={given} does not answer")
         yield given
         return
     if shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists():
-        _skip_or_fail("no ZooKeeper: set STORM_TEST_ZOOKEEPER=host:port or apt-get install zookeeper")
+        missing("no ZooKeeper: set STORM_TEST_ZOOKEEPER=host:port or apt-get install zookeeper")
     port = free_ports(1)[0]
     proc = start_zookeeper(tmp_path_factory.mktemp("zookeeper"), "127.0.0.1", port)
     try:
@@ -192,13 +188,13 @@ class TwoHosts:
 @pytest.mark.timeout(150)
 def test_two_hosts_in_network_namespaces(tmp_path: Path) -> None:
     if shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists():
-        _skip_or_fail("no ZooKeeper package: apt-get install zookeeper")
+        missing("no ZooKeeper package: apt-get install zookeeper")
     hosts = TwoHosts()
     zk = None
     try:
         why = hosts.up()
         if why:
-            pytest.skip(f"cannot make two hosts from network namespaces: {why}")
+            missing(f"cannot make two hosts from network namespaces: {why}")
         zk = start_zookeeper(tmp_path / "zookeeper", NET_A, 2181, prefix=hosts.prefix(hosts.a))
         # Daemons beyond loopback need CURVE (or --insecure): every connection between
         # the two hosts is authenticated and encrypted here.

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from daemon_topos_harness import Daemons, free_ports, wait_until
+from preconditions import require_binary
 from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
@@ -88,8 +88,7 @@ def test_stats_prometheus_monitor_and_visualize(daemons: Daemons, tmp_path: Path
     r = d.storm("visualize", "Counted")
     assert r.returncode == 0 and "relay  bolt ×2" in r.stdout, r.stdout + r.stderr
 
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed: the live monitor is covered by the unit tests")
+    require_binary("tmux", "apt-get install tmux (the live monitor runs in a tmux pane)")
     cmd = " ".join([sys.executable, "-m", "storm.cli", "monitor", "Counted", "--interval", "0.5",
                     *(f"'{a}'" for a in d.args())])
     env_home = f"HOME={tmp_path}"

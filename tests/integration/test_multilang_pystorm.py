@@ -2,11 +2,12 @@
 and Bolt subclasses (JSON and msgpack serializers) and a plain-JavaScript bolt
 run inside our topologies with acking on. Every number is acked exactly once
 at the pystorm spout, numbers the pystorm bolt fails are replayed, and a child
-that exits or hangs is restarted with its pending tuples failed and replayed."""
+that exits or hangs is restarted with its pending tuples failed and replayed. A
+fail or a missing ack in a Python bolt after a pystorm bolt reaches the pystorm
+spout, which replays the number (the shell bolt's emits keep their anchors)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,10 +16,11 @@ from typing import Any
 import multilang_topos_pystorm as topos
 import pytest
 from itest_support import diagnostics, stats, wait_for
+from preconditions import require_binary, require_module
 
 from storm import LocalCluster, LocalTopology
 
-pytest.importorskip("pystorm")
+require_module("pystorm", "pip install pystorm (a test extra: pip install -e .[test])")
 FINISH_TIMEOUT = 60.0
 
 
@@ -53,8 +55,7 @@ def check_exact(record_dir: Path, count: int, width: int) -> Counter[int]:
 
 @pytest.mark.timeout(90)
 def test_pystorm_json_and_javascript_bolt(cluster: LocalCluster, record_dir: Path) -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
+    require_binary("node", "apt-get install nodejs")
     count = 300
     topo, secs = run_until_all_acked(cluster, topos.PystormJson, record_dir, count)
     seen = check_exact(record_dir, count, width=3)
@@ -83,6 +84,31 @@ def test_pystorm_msgpack(cluster: LocalCluster, record_dir: Path) -> None:
     assert s["numbers"].acked == count
     assert s["numbers"].failed >= len(range(0, count, 5))
     print(f"\npystorm msgpack: {count} numbers, all acked in {secs:.2f}s")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("topology", [topos.ShellAnchoringJson, topos.ShellAnchoringMsgpack],
+                         ids=["json", "msgpack"])
+def test_a_fail_or_missing_ack_after_a_shell_bolt_reaches_the_spout(
+        cluster: LocalCluster, record_dir: Path, topology: type) -> None:
+    """The pystorm bolt emits anchored to its input and acks it at once; the bolt
+    after it fails some numbers and withholds the ack of others the first time.
+    The pystorm spout must see those as failed (at once, or at the message
+    timeout) and replay them, so each is delivered to the judge twice."""
+    count = 120
+    topo, _ = run_until_all_acked(cluster, topology, record_dir, count)
+    acks = Counter(topos.read_acks(record_dir))
+    assert sorted(acks) == list(range(count)) and set(acks.values()) == {1}, acks
+    judged = Counter(topos.read_judged(record_dir))
+    failed = [n for n in range(count) if n % 7 == 0]
+    withheld = [n for n in range(count) if n % 7 and n % 11 == 0]
+    not_replayed = [n for n in failed + withheld if judged[n] < 2]
+    assert not not_replayed, (
+        f"numbers the judge failed or left unacked were not replayed by the spout: {not_replayed}"
+        f" (the shell bolt's emits lost their anchors?)\n{diagnostics(topo)}")
+    wait_for(topo, lambda: stats(topo)["numbers"].failed >= len(failed) + len(withheld),
+             "the spout's failed figure counts every failed and every withheld number", timeout=10)
+    assert stats(topo)["numbers"].acked == count
 
 
 @pytest.mark.timeout(90)

@@ -138,7 +138,9 @@ def test_process_latency_of_a_bolt_that_sleeps_before_acking(cluster: LocalClust
 
     wait_for(topo, lambda: slow().acked >= 60 and slow().process_ms is not None, "60 acked", 30)
     c = slow()
-    assert c.process_ms is not None and 18.0 <= c.process_ms <= 80.0, c.process_ms
+    # At least the 20 ms the bolt sleeps; far below the time a tuple waits in the
+    # queue behind the others (process latency excludes it). Wide for slow machines.
+    assert c.process_ms is not None and 18.0 <= c.process_ms <= 300.0, c.process_ms
     assert c.windows["all"].process_ms == c.process_ms
     data = topo.stats().to_json()
     comp = next(x for x in data["components"] if x["name"] == "slow")

@@ -19,12 +19,14 @@ KEYS = 40  # distinct keys the KeySpout cycles through
 
 
 class KeySpout(NumberSpout):
-    """Emits (key, n): key k<n % KEYS> for each number n."""
+    """Emits (key, n): key k<(n // 2) % KEYS> for each number n. With two tasks
+    (task i emits the n with n % 2 == i) both emit every key, so a key routed
+    differently in the two workers' processes lands on two tasks."""
 
     outputs = ["key", "n"]
 
     def values_for(self, n: int) -> list[Any]:
-        return [f"k{n % KEYS}", n]
+        return [f"k{(n // 2) % KEYS}", n]
 
 
 class FieldsTopology(Topology):

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trident_topos_wordcount as tw
 from itest_support import stats, wait_for
+from preconditions import missing
 
 from storm import LocalCluster, LocalTopology
 from storm.trident import MetaStore, StateFactory
@@ -166,8 +166,8 @@ def server(kind: str, env_var: str, tmp_path: Path) -> Iterator[str]:
         return
     installed = shutil.which("redis-server") if kind == "redis" else _pg_installed()
     if not installed:
-        pytest.skip(f"{env_var} is not set and no {kind} server is installed here "
-                    f"(scripts/services install; CI sets {env_var})")
+        missing(f"{env_var} is not set and no {kind} server is installed here "
+                f"(scripts/services install; CI sets {env_var})")
     # Not under tmp_path: pytest makes that 0700, and PostgreSQL runs as its own user.
     directory = tempfile.mkdtemp(prefix=f"storm-test-{kind}-")
     os.chmod(directory, 0o755)

@@ -6,13 +6,13 @@ stateful stages staying consistent, and the Redis store (with STORM_TEST_REDIS).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from preconditions import require_env
 
 from storm import BasicBolt, Bolt, ConfigError, Grouping, Topology, TopologyError, Tuple, _config
 from storm._context import TopologyContext
@@ -374,32 +374,32 @@ def test_sqlite_store(tmp_path: Path) -> None:
     exercise_store(lambda: SqliteStateStore(tmp_path / "s.sqlite"))
 
 
-REDIS = os.environ.get("STORM_TEST_REDIS")
+REDIS_FIX = "start one (scripts/services start redis PORT) and set STORM_TEST_REDIS=redis://127.0.0.1:PORT/0"
 
 
-@pytest.mark.skipif(not REDIS, reason="set STORM_TEST_REDIS to a redis:// URL")
 def test_redis_store() -> None:
+    redis_url = require_env("STORM_TEST_REDIS", REDIS_FIX)
     prefix = f"test-{uuid.uuid4().hex}"
     try:
-        exercise_store(lambda: RedisStateStore(str(REDIS), prefix))
+        exercise_store(lambda: RedisStateStore(redis_url, prefix))
     finally:
-        drop_keys(f"{prefix}:*")
+        drop_keys(redis_url, f"{prefix}:*")
 
 
-def drop_keys(pattern: str) -> None:
+def drop_keys(redis_url: str, pattern: str) -> None:
     import redis
 
-    r = redis.Redis.from_url(str(REDIS))
+    r = redis.Redis.from_url(redis_url)
     keys = list(r.scan_iter(pattern))
     if keys:
         r.delete(*keys)
     r.close()
 
 
-@pytest.mark.skipif(not REDIS, reason="set STORM_TEST_REDIS to a redis:// URL")
 def test_pipeline_on_redis(tmp_path: Path) -> None:
+    redis_url = require_env("STORM_TEST_REDIS", REDIS_FIX)
     name = f"Redis{uuid.uuid4().hex[:8]}"
-    c = conf(tmp_path, **{"topology.state.provider": "redis", "topology.state.redis.url": str(REDIS),
+    c = conf(tmp_path, **{"topology.state.provider": "redis", "topology.state.redis.url": redis_url,
                           "topology.name": name})
     try:
         with TestTopology(Pipeline, config=c) as t:
@@ -407,7 +407,7 @@ def test_pipeline_on_redis(tmp_path: Path) -> None:
             assert committed(t, "count")[1] == committed(t, "total")[1]
             assert isinstance(t.result.instances("total")[0].state.store, RedisStateStore)
     finally:
-        drop_keys(f"storm-state:{name}:*")
+        drop_keys(redis_url, f"storm-state:{name}:*")
 
 
 def test_checkpoint_stream_fields() -> None:

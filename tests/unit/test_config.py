@@ -165,6 +165,20 @@ def test_values_of_the_wrong_type(key: str, value: Any, expected: str, got: str)
     )
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("topology.message.timeout.secs", 0), ("topology.message.timeout.secs", -1.5),
+    ("topology.max.spout.pending", 0), ("topology.max.spout.pending", -5),
+    ("topology.tick.tuple.freq.secs", 0.0), ("topology.tick.tuple.freq.secs", -1),
+])
+def test_values_that_must_be_positive(key: str, value: Any) -> None:
+    # A timeout of 0 or less fails every tree at once; a negative pending limit
+    # would stall every spout without a word.
+    with pytest.raises(ConfigError) as info:
+        config.validate({key: value}, where="topology config")
+    assert str(info.value) == f"topology config: config key '{key}' must be > 0, got {value!r}"
+    config.validate({key: 1})
+
+
 # -- merge ---------------------------------------------------------------------------
 
 

@@ -4,9 +4,12 @@ against small child scripts, including children that write garbage or die."""
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -201,7 +204,7 @@ def test_a_child_that_never_answers_the_handshake_times_out(tmp_path: Path) -> N
         t0 = time.monotonic()
         with pytest.raises(ShellError, match="sent no pid"):
             proc.handshake({}, {}, timeout=0.3)
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 5  # the 0.3 s timeout fired, not the child's 30 s sleep
     finally:
         proc.kill()
 
@@ -214,19 +217,25 @@ def test_a_command_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_messages_queue_is_fed_without_blocking_the_caller(tmp_path: Path) -> None:
+    count = 5000  # ~200 KB: far more than a pipe buffer holds
     proc = _child(tmp_path, ECHO_JSON)
     try:
         proc.handshake({}, {}, timeout=10)
-        t0 = time.perf_counter()
-        for i in range(2000):
-            proc.send({"id": str(i), "tuple": [i]})
-        send_secs = time.perf_counter() - t0
-        got = [_next(proc) for _ in range(2000)]
-        assert [m["tuple"][0]["tuple"][0] for m in got] == list(range(2000))
-        assert send_secs < 1.0, f"send() blocked: {send_secs:.3f}s for 2000 messages"
+        # The child is stopped, so it reads nothing: a send() that wrote to the
+        # pipe itself would block once the pipe is full, and never return.
+        os.kill(proc.proc.pid, signal.SIGSTOP)
+        sender = threading.Thread(target=lambda: [proc.send({"id": str(i), "tuple": [i]}) for i in range(count)],
+                                  daemon=True)
+        sender.start()
+        sender.join(timeout=30)
+        assert not sender.is_alive(), "send() blocked on a child that does not read"
+        os.kill(proc.proc.pid, signal.SIGCONT)
+        got = [_next(proc) for _ in range(count)]
+        assert [m["tuple"][0]["tuple"][0] for m in got] == list(range(count))
         with pytest.raises(queue.Empty):
             proc.messages.get_nowait()
     finally:
+        os.kill(proc.proc.pid, signal.SIGCONT)
         proc.kill()
 
 

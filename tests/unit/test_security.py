@@ -274,7 +274,7 @@ def test_request_fails_at_once_on_a_refused_key(tmp_path: Path) -> None:
             started = time.monotonic()
             with pytest.raises(NimbusError, match=message):
                 request(endpoint, {"op": "ping"}, 20, "nimbus", keys)
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 5  # refused, not the request's 20 s timeout
     finally:
         stop.set()
         thread.join(2)

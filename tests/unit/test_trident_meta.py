@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from preconditions import require_module
 
 from storm import StormError
 from storm.trident import (
@@ -64,11 +65,11 @@ def test_a_metadata_path_or_backend_sqlite_keeps_it_in_a_file(tmp_path: Path) ->
 
 
 def test_server_metadata_stores_are_named_after_the_state() -> None:
-    pytest.importorskip("redis")
+    require_module("redis", "pip install redis (a test extra: pip install -e .[test])")
     m = open_meta({}, RedisState("redis://127.0.0.1:1/0", "wc_counts"))
     assert isinstance(m, RedisMetaStore) and m.prefix == "wc_counts:trident-meta"
     m.close()
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = require_module("psycopg", "pip install 'psycopg[binary]' (a test extra: pip install -e .[test])")
     with pytest.raises(psycopg.OperationalError):  # nothing listens on port 1
         PostgresMetaStore("postgresql://x@127.0.0.1:1/db", "t__meta")
     with pytest.raises(StormError, match="letters, digits"):
