@@ -47,9 +47,11 @@ class Ids:
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng if rng is not None else random.Random(int.from_bytes(os.urandom(16), "little"))
-        self.bits: Callable[[int], int] = self.rng.getrandbits
+        # Ids are typed Any in the core: a 64-bit value typed int would be converted
+        # and overflow-checked at every use once compiled.
+        self.bits: Any = self.rng.getrandbits
 
-    def new_id(self) -> int:
+    def new_id(self) -> Any:
         """A random non-zero 64-bit id."""
         return self.bits(64) or 1
 
@@ -150,7 +152,7 @@ class AckerBolt(Bolt):
     delivery there when the task starts; unbound, they are emitted on the
     result stream (what a test of this bolt alone sees)."""
 
-    on_result: Callable[[int, int, bool], None] | None = None
+    on_result: Callable[[int, Any, bool], None] | None = None
 
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
         self.pending = RotatingMap()
@@ -175,18 +177,18 @@ class AckerBolt(Bolt):
                 pending.pop(root)
                 self.send_result(entry[1], root, False)
 
-    def fold(self, root: int, value: int, spout_task: int) -> None:
+    def fold(self, root: Any, value: Any, spout_task: int) -> None:
         """XOR `value` into tree `root`; `spout_task` is non-zero for the init
         (which may come after acks). The worker calls this directly for acks
         folded in the acker's own worker, without making a tuple of them."""
         pending = self.pending
         entry = pending.get(root)
-        if entry is None:
+        if entry is None:  # in no bucket: put_new needs no look for it
             if not spout_task:
-                pending.put(root, [value, 0, False])
+                pending.put_new(root, [value, 0, False])
                 return
             entry = [value, spout_task, False]
-            pending.put(root, entry)
+            pending.put_new(root, entry)
         else:
             entry[0] ^= value
             if spout_task:
@@ -200,7 +202,7 @@ class AckerBolt(Bolt):
                 pending.pop(root)
                 self.send_result(task, root, True)
 
-    def send_result(self, spout_task: int, root: int, ok: bool) -> None:
+    def send_result(self, spout_task: int, root: Any, ok: bool) -> None:
         """Tell the spout task how its tree ended."""
         on_result = self.on_result
         if on_result is not None:
@@ -229,11 +231,11 @@ class AckTracker:
         self.ackers = ackers
         self.n = len(ackers)
         self.ids = ids
-        self.pending: dict[int, int] = {}  # root -> folded value since the last flush
-        self.inits: dict[int, int] = {}  # root -> spout task, init not sent yet
+        self.pending: dict[Any, Any] = {}  # root -> folded value since the last flush
+        self.inits: dict[Any, int] = {}  # root -> spout task, init not sent yet
         self.local_ackers: dict[int, Any] = {}  # acker task -> (executor, AckerBolt)
         self.deliver: Callable[[int, list[Any], int, int], None] | None = None
-        self.finish: Callable[[int, int, bool], None] | None = None
+        self.finish: Callable[[int, Any, bool], None] | None = None
         # Any local task that declares the ack stream carries folded acks (the
         # acker reads only the values): (stream id, task), set by the worker.
         self.ack_sid = -1
@@ -249,7 +251,7 @@ class AckTracker:
                 return i
         return -1
 
-    def place_root(self, root: int, slot: int) -> int:
+    def place_root(self, root: Any, slot: int) -> Any:
         """Move a random root to the acker `slot` (root % ackers picks the
         acker), staying in msgpack's uint64 range: the init and the result of a
         tree that stays here then never cross the network."""
@@ -260,7 +262,7 @@ class AckTracker:
                 root -= n
         return root
 
-    def start(self, root: int, xor: int, spout_task: int) -> None:
+    def start(self, root: Any, xor: Any, spout_task: int) -> None:
         """A spout started tree `root` with edges XORing to `xor`. The init is
         folded with this worker's acks of the same tree and sent by flush()."""
         pending = self.pending
@@ -268,7 +270,7 @@ class AckTracker:
         self.inits[root] = spout_task
 
     # -- bolts -------------------------------------------------------------------
-    def ack(self, tup: Any) -> None:
+    def ack(self, tup: Tuple) -> None:
         """A bolt acked `tup`: fold its edge XOR its ack value (the edges of the
         children anchored to it) into each of its trees."""
         roots = tup.roots
@@ -283,7 +285,7 @@ class AckTracker:
             root = roots[0]
             pending[root] = pending.get(root, 0) ^ roots[1] ^ av
 
-    def fail(self, tup: Any, src: int) -> None:
+    def fail(self, tup: Tuple, src: int) -> None:
         """A bolt (task `src`) failed `tup`: fail each of its trees now."""
         roots = tup.roots
         if not roots:

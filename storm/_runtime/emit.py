@@ -80,7 +80,7 @@ class Collector:
         self.batch_size = worker.batch_size
         self.acking = ex.acking
         self.tracker = worker.tracker
-        self.bits: Callable[[int], int] = worker.ids.bits
+        self.bits: Any = worker.ids.bits
         self.new_id = worker.ids.new_id
         self.hooks = hooks
         self.cache: dict[Any, Delivery] = {}
@@ -195,9 +195,10 @@ class BoltCollector(Collector):
         if anchors is None and self.basic:
             anchors = self.bolt.current
         if anchors is not None and self.acking:
+            a: Tuple
             if type(anchors) is Tuple:
                 a = anchors
-            elif len(anchors) == 1:
+            elif len(anchors) == 1 and type(anchors[0]) is Tuple:
                 a = anchors[0]
             else:
                 return self.checked_emit(values, stream, anchors, direct_task)
@@ -255,14 +256,20 @@ class BoltCollector(Collector):
         """The one ack of a bolt's input: its trees fold, the stats count, the
         process-latency sample ends, the hooks hear of it."""
         ex = self.bolt
-        try:
-            if tup.roots:
-                self.tracker.ack(tup)
-        except (AttributeError, TypeError, ValueError, IndexError):
+        if type(tup) is not Tuple:
             ex.record_error(TypeError(
                 f"bolt '{ex.component}' acked {tup!r:.80}, which is not a tuple it received; "
                 "pass ack() the Tuple given to execute()"), "ack")
             return
+        t: Tuple = tup
+        if t.roots:
+            try:
+                self.tracker.ack(t)
+            except (AttributeError, TypeError, ValueError, IndexError):
+                ex.record_error(TypeError(
+                    f"bolt '{ex.component}' acked {tup!r:.80}, whose roots are not a tuple tree's; "
+                    "pass ack() the Tuple given to execute()"), "ack")
+                return
         self.stats.acked += 1
         if tup is ex.probe_target:
             ex.end_probe()
@@ -271,14 +278,20 @@ class BoltCollector(Collector):
 
     def fail(self, tup: Any) -> None:
         ex = self.bolt
-        try:
-            if tup.roots:
-                self.tracker.fail(tup, self.me)
-        except (AttributeError, TypeError, ValueError, IndexError):
+        if type(tup) is not Tuple:
             ex.record_error(TypeError(
                 f"bolt '{ex.component}' failed {tup!r:.80}, which is not a tuple it received; "
                 "pass fail() the Tuple given to execute()"), "fail")
             return
+        t: Tuple = tup
+        if t.roots:
+            try:
+                self.tracker.fail(t, self.me)
+            except (AttributeError, TypeError, ValueError, IndexError):
+                ex.record_error(TypeError(
+                    f"bolt '{ex.component}' failed {tup!r:.80}, whose roots are not a tuple tree's; "
+                    "pass fail() the Tuple given to execute()"), "fail")
+                return
         self.stats.failed += 1
         if tup is ex.probe_target:
             ex.probe_target = None
@@ -345,7 +358,7 @@ class SpoutCollector(Collector):
             return tasks
         hooks = self.hooks
         bits = self.bits
-        root = None if hooks is None else hooks.new_root(ex)
+        root: Any = None if hooks is None else hooks.new_root(ex)
         if root is None:
             root = bits(64)
         tracker = self.tracker
@@ -353,7 +366,7 @@ class SpoutCollector(Collector):
         sid = route.meta.sid
         me = self.me
         deliver = self.deliver
-        xor = 0
+        xor: Any = 0
         edges: list[tuple[int, int]] | None = None if hooks is None else []
         for t in tasks:
             e = bits(64)

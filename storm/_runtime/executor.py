@@ -135,7 +135,7 @@ class BoltExecutor(Executor):
         if isinstance(inst, AckerBolt):
             inst.on_result = self._acker_result
 
-    def _acker_result(self, spout_task: int, root: int, ok: bool) -> None:
+    def _acker_result(self, spout_task: int, root: Any, ok: bool) -> None:
         """The acker's result goes straight to a local spout, else over its stream
         (a direct delivery: the acker is ours, emit's checks are not needed)."""
         route = self.routes[ACK_RESULT]
@@ -364,7 +364,7 @@ class SpoutExecutor(Executor):
         except Exception as exc:
             self.record_error(exc, "fail")
 
-    def finish(self, root: int, ok: bool) -> None:
+    def finish(self, root: Any, ok: bool) -> None:
         """The tree `root` completed (ok) or failed: tell the user's spout."""
         entry = self.pending.pop(root)
         if entry is None:

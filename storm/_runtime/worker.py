@@ -128,10 +128,10 @@ class Worker:
     def _deliver_system(self, task: int, values: list[Any], sid: int, src: int) -> None:
         self.deliver(task, values, sid, src, None)
 
-    def _finish(self, spout_task: int, root: int, ok: bool) -> None:
+    def _finish(self, spout_task: int, root: Any, ok: bool) -> None:
         self.executors[spout_task].finish(root, ok)  # type: ignore[attr-defined]
 
-    def send_result(self, spout_task: int, root: int, ok: bool, sid: int, src: int) -> None:
+    def send_result(self, spout_task: int, root: Any, ok: bool, sid: int, src: int) -> None:
         """An acker's result: straight to a local spout, else over the result stream."""
         spout = self.executors.get(spout_task)
         if spout is not None:

@@ -44,7 +44,7 @@ def test_every_default_mutant_applies_and_names_existing_tests(m: Any) -> None:
 
 
 def test_names_are_unique() -> None:
-    names = [m.name for m in mutants.MUTANTS + mutants.LEAD_FILE_MUTANTS]
+    names = [m.name for m in mutants.MUTANTS + mutants.CORE_MUTANTS]
     assert len(names) == len(set(names))
 
 
@@ -63,10 +63,10 @@ def test_a_missing_file_is_an_error() -> None:
 
 
 def test_list_and_bad_usage() -> None:
-    listed = subprocess.run([sys.executable, str(SCRIPT), "--list", "--lead-files"],
+    listed = subprocess.run([sys.executable, str(SCRIPT), "--list"],
                             capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
-    for m in mutants.MUTANTS + mutants.LEAD_FILE_MUTANTS:
+    for m in mutants.MUTANTS + mutants.CORE_MUTANTS:
         assert m.name in listed.stdout
     bad = subprocess.run([sys.executable, str(SCRIPT), "--only", "no mutant is called this"],
                          capture_output=True, text=True, timeout=60)
