@@ -170,9 +170,12 @@ def list_(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     console = _console()
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        topologies = _client(conf).call("list")["topologies"]
+        reply = _client(conf).call("list")
+    topologies = reply["topologies"]
+    where = Text(str(reply.get("where") or ""), style="yellow" if not reply.get("supervisors") else "dim")
     if not topologies:
         console.print("no topologies running")
+        console.print(where, soft_wrap=True)
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col, justify in (("name", "left"), ("status", "left"), ("workers", "right"),
@@ -190,6 +193,7 @@ def list_(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     console.print(table)
     for note in notes:
         console.print(note, soft_wrap=True)
+    console.print(where, soft_wrap=True)
 
 
 WaitOpt = Annotated[float | None, typer.Option(

@@ -252,6 +252,17 @@ class Nimbus:
                 del self.sup_seen[sid]
         return out
 
+    def where(self, sups: Mapping[str, Mapping[str, Any]]) -> str:
+        """Which cluster state this nimbus reads and how many supervisors beat
+        there: a supervisor pointed at another state never shows up, so say
+        which one is meant instead of waiting in silence."""
+        alive = sum(1 for s in sups.values() if s.get("alive"))
+        text = f"{alive} supervisor(s) alive in the cluster state {self.state.describe()}"
+        if alive == 0:
+            text += (" (a supervisor started with another storm.local.dir, storm.cluster.state.sqlite or "
+                     "storm.zookeeper.root registers elsewhere: give every daemon the same settings)")
+        return text
+
     def _assignments(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.state.children_objs(paths.ASSIGNMENTS).items() if isinstance(v, dict)}
 
@@ -272,7 +283,8 @@ class Nimbus:
         slots = schedule(int(topo["workers"]), live, used, keep)
         if slots is None:
             free = sum(len(s.ports) for s in live) - len({u for u in used if u[0] in {s.id for s in live}})
-            note = f"waiting for free slots: needs {topo['workers']} worker(s), {max(free, 0)} slot(s) free"
+            note = (f"waiting for free slots: needs {topo['workers']} worker(s), {max(free, 0)} slot(s) free; "
+                    f"{self.where(sups)}")
             if topo.get("note") != note:
                 topo["note"] = note
                 self.state.put_obj(paths.topology(topo["name"]), topo)
@@ -426,7 +438,7 @@ class Nimbus:
         scheduled = self._schedule(topo, None, self.supervisors(), self._assignments())
         log.info("topology %s submitted (%s, %d worker(s))", name, sha[:12], topo["workers"])
         return {"name": name, "id": topo["id"], "workers": topo["workers"], "tasks": topo["tasks"],
-                "scheduled": scheduled, "note": topo.get("note", "")}
+                "scheduled": scheduled, "note": topo.get("note", ""), "state": self.state.describe()}
 
     def op_list(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         now = time.time()
@@ -446,7 +458,9 @@ class Nimbus:
                 "uptime": now - float(topo["submitted"]), "note": topo.get("note") or "",
                 "error": errors[0]["fatal"] if errors else "",
             })
-        return {"topologies": sorted(out, key=lambda t: t["name"])}
+        sups = self.supervisors()
+        return {"topologies": sorted(out, key=lambda t: t["name"]), "state": self.state.describe(),
+                "supervisors": sum(1 for s in sups.values() if s.get("alive")), "where": self.where(sups)}
 
     def _beats(self, name: str, topo: Mapping[str, Any], a: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
         """Heartbeats of the workers of the current assignment."""

@@ -152,6 +152,11 @@ class Supervisor:
         self.start_timeout = float(self.conf["supervisor.worker.start.timeout.secs"])
         self.shutdown_timeout = float(self.conf["storm.worker.shutdown.timeout.secs"])
         self.backoff_max = float(self.conf["supervisor.worker.restart.backoff.max.secs"])
+        self.nimbus_timeout = float(self.conf["supervisor.nimbus.timeout.secs"])
+        # (the leading nimbus's last beat seen, monotonic time it changed), and whether
+        # its silence was reported: a supervisor on another state than nimbus says so.
+        self.nimbus_seen: tuple[Any, float] = (None, time.monotonic())
+        self.nimbus_missing = False
         self.workers: dict[tuple[str, int], LocalWorker] = {}
         self.stopping: list[LocalWorker] = []
         self.procs: dict[int, psutil.Process] = {}
@@ -590,6 +595,7 @@ class Supervisor:
             "mem_percent": vm.percent, "mem_total": vm.total,
         })
         now = time.monotonic()
+        self._watch_nimbus(now)
         for w in self.workers.values():
             a = self.assignments.get(w.topology)
             if a is None or a.get("version") != w.version:
@@ -612,6 +618,28 @@ class Supervisor:
                 "cpu": cpu, "rss": rss, "time": time.time(), "backpressure": w.backpressure,
                 **self._trace_beat(w),
             })
+
+    def _watch_nimbus(self, now: float) -> None:
+        """Warn (in the log, so on the terminal in the foreground) when no
+        nimbus has beaten in this state for supervisor.nimbus.timeout.secs:
+        the usual cause is a nimbus started on another cluster state."""
+        rec = self.state.get_obj(paths.NIMBUS)
+        marker = rec.get("beat") if isinstance(rec, dict) else None
+        if marker is not None and marker != self.nimbus_seen[0]:
+            self.nimbus_seen = (marker, now)
+            if self.nimbus_missing:
+                self.nimbus_missing = False
+                log.info("nimbus %s:%s beats in the cluster state %s again", rec.get("host"), rec.get("port"),
+                         self.state.describe())
+            return
+        if not self.nimbus_missing and now - self.nimbus_seen[1] > self.nimbus_timeout:
+            self.nimbus_missing = True
+            log.warning(
+                "no nimbus has beaten in the cluster state %s for %gs: this supervisor reads its assignments "
+                "there; if nimbus runs, it uses another state (each daemon names its state when it starts): "
+                "give nimbus and every supervisor the same storm.zookeeper.servers/storm.zookeeper.root, "
+                "or the same storm.cluster.state.sqlite (or storm.local.dir)",
+                self.state.describe(), self.nimbus_timeout)
 
     @staticmethod
     def _trace_beat(w: LocalWorker) -> dict[str, Any]:
