@@ -263,6 +263,37 @@ def rebalance(
                      f"worker(s): {pars}", soft_wrap=True)
 
 
+@app.command("set-log-level")
+def set_log_level(
+    name: NameArg,
+    settings: Annotated[list[str] | None, typer.Argument(
+        metavar="LOGGER=LEVEL[:SECONDS]...", help="Loggers to set (ROOT is the root logger), e.g. ROOT=DEBUG:30; "
+                                                 "with SECONDS the level reverts after that long.",
+        show_default=False)] = None,
+    reset: Annotated[list[str] | None, typer.Option(
+        "--reset", "-r", metavar="LOGGER", help="Put a logger back to its level before any change (repeatable).")] = None,
+    config: ConfigOpt = None,
+    conf_file: ConfFileOpt = None,
+) -> None:
+    """Change log levels in every worker of a running topology, without a restart."""
+    from ..daemon._loglevel import check_logger, parse_setting
+
+    with _user_errors():
+        if not settings and not reset:
+            raise ConfigError("nothing to change: give LOGGER=LEVEL[:SECONDS] and/or -r LOGGER")
+        for item in settings or []:
+            parse_setting(item)
+        for logger in reset or []:
+            check_logger(logger)
+        conf, _ = _conf(conf_file, config)
+        reply = _client(conf).call("set_log_level", name=name, set=settings or [], reset=reset or [])
+    levels = reply["levels"]
+    now = time.time()
+    text = ", ".join(f"{k}={v['level']}" + (f" for {max(v['until'] - now, 0):.0f}s" if v["until"] else "")
+                     for k, v in sorted(levels.items())) or "none (every logger at its own level)"
+    _console().print(f"log levels of topology '{reply['name']}': {text}", soft_wrap=True)
+
+
 @app.command()
 def supervisors(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     """List the supervisors nimbus knows: host, slots, load."""

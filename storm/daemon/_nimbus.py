@@ -28,6 +28,7 @@ from .._metrics import MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._client import pack, unpack
 from ._code import unpack as unpack_code
 from ._inspect import in_subprocess
+from ._loglevel import LogLevel, check_logger, current, expire, parse_setting
 from ._scheduler import Slot, SupervisorSlots, schedule
 from ._state import ClusterState, local_dir, open_state, paths
 
@@ -300,7 +301,7 @@ class Nimbus:
             "target": topo["target"], "overrides": topo["overrides"], "parallelism": topo["parallelism"],
             "fingerprint": topo["fingerprint"], "active": topo["status"] == ACTIVE,
             "workers": workers, "endpoints": [f"tcp://{w['host']}:{w['port']}" for w in workers],
-            "time": time.time(),
+            "time": time.time(), "log_levels": current(topo.get("log_levels") or {}),
         }
         self.state.put_obj(paths.topology(topo["name"]), topo)
         self.state.put_obj(paths.assignment(topo["name"]), assignment)
@@ -344,6 +345,10 @@ class Nimbus:
             if status == REBALANCING:
                 self._rebalance_step(topo, assignments, sups, now)
                 continue
+            levels = topo.get("log_levels")
+            if levels and expire(levels, now) != levels:
+                self._put_log_levels(topo, expire(levels, now))
+                assignments = self._assignments()
             a = assignments.get(name)
             if a is None or not a.get("workers"):
                 self._schedule(topo, None, sups, assignments)
@@ -527,6 +532,32 @@ class Nimbus:
                  info["workers"], parallelism, wait)
         return {"name": topo["name"], "wait": wait, "workers": info["workers"],
                 "parallelism": {c: v["par"] for c, v in info["components"].items() if not v["system"]}}
+
+    def op_set_log_level(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Set (with an optional timeout) or reset loggers' levels in every
+        worker of a topology; supervisors pass the map on, no worker restarts."""
+        topo = self._topology(msg.get("name"))
+        levels: dict[str, LogLevel] = dict(topo.get("log_levels") or {})
+        now = time.time()
+        try:
+            for name in msg.get("reset") or []:
+                levels.pop(check_logger(str(name)), None)
+            for item in msg.get("set") or []:
+                logger, level, secs = parse_setting(str(item))
+                levels[logger] = {"level": level, "until": now + secs if secs else 0.0}
+        except StormError as exc:
+            raise RequestError(str(exc)) from None
+        self._put_log_levels(topo, levels)
+        log.info("topology %s: log levels %s", topo["name"], current(levels) or "reset")
+        return {"name": topo["name"], "levels": levels}
+
+    def _put_log_levels(self, topo: dict[str, Any], levels: dict[str, LogLevel]) -> None:
+        topo["log_levels"] = levels
+        self.state.put_obj(paths.topology(topo["name"]), topo)
+        a = self.state.get_obj(paths.assignment(topo["name"]))
+        if isinstance(a, dict):
+            a["log_levels"] = current(levels)
+            self.state.put_obj(paths.assignment(topo["name"]), a)
 
     def op_supervisors(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         sups = self.supervisors()

@@ -82,6 +82,7 @@ class LocalWorker:
     error_count: int = 0
     stop_deadline: float = 0.0
     active_sent: bool | None = None
+    levels_sent: dict[str, str] | None = None  # the log-level map the worker was last told
     exit_code: int | None = None
     # topology.debug.sample: the worker's sampled tuple-tree events (bounded), its rate and problem.
     trace: TraceStore | None = None
@@ -326,6 +327,10 @@ class Supervisor:
             if w.ready and w.active_sent != active:
                 self._send(w, ["activate" if active else "deactivate"])
                 w.active_sent = active
+            levels = dict(want[0].get("log_levels") or {})
+            if w.ready and w.levels_sent != levels and (levels or w.levels_sent):
+                self._send(w, ["log-level", levels])
+                w.levels_sent = levels
         busy = {w.port for w in self.stopping} | {w.port for w in self.workers.values()}
         for key, (a, slot) in sorted(desired.items()):
             if key in self.workers:
@@ -398,6 +403,7 @@ class Supervisor:
         w.fatal = ""
         w.exit_code = None
         w.active_sent = None
+        w.levels_sent = None
         w.started = w.last_report = time.monotonic()
         log.info("topology %s: started worker %d (v%d) on port %d, pid %d", w.topology, w.index,
                  w.version, w.port, w.pid)
