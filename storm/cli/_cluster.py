@@ -295,6 +295,30 @@ def set_log_level(
 
 
 @app.command()
+def nimbuses(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
+    """List the nimbus processes of the cluster and which one leads."""
+    console = _console()
+    with _user_errors():
+        conf, _ = _conf(conf_file, config)
+        reply = _client(conf).call("nimbuses")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("nimbus", "host", "role", "alive", "pid", "uptime", "version"):
+        table.add_column(col)
+    now = time.time()
+    for n in reply["nimbuses"]:
+        missing = n.get("missing_code") or []
+        role = Text("leader", style="bold green") if n["leader"] else Text(
+            f"follower (waiting for the code of {', '.join(missing)})" if missing else "follower")
+        table.add_row(n["id"], str(n.get("hostname") or ""), role,
+                      Text("yes", style="green") if n["alive"] else Text("no", style="red"), str(n.get("pid") or ""),
+                      _duration(max(now - float(n.get("started") or now), 0)), str(n.get("version") or ""))
+    console.print(table)
+    if not reply.get("leader"):
+        console.print(Text("no nimbus leads right now (an election takes up to storm.zookeeper.session.timeout)",
+                           style="yellow"), soft_wrap=True)
+
+
+@app.command()
 def supervisors(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     """List the supervisors nimbus knows: host, slots, load."""
     console = _console()

@@ -28,6 +28,7 @@ from .._metrics import MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._client import pack, unpack
 from ._code import unpack as unpack_code
 from ._inspect import in_subprocess
+from ._leader import Leadership, election
 from ._loglevel import LogLevel, check_logger, current, expire, parse_setting
 from ._scheduler import Slot, SupervisorSlots, schedule
 from ._state import ClusterState, local_dir, open_state, paths
@@ -35,12 +36,23 @@ from ._state import ClusterState, local_dir, open_state, paths
 log = logging.getLogger("storm.nimbus")
 
 ACTIVE, INACTIVE, KILLED, REBALANCING = "ACTIVE", "INACTIVE", "KILLED", "REBALANCING"
+# Requests only the leading nimbus answers; followers answer the rest from the state.
+LEADER_OPS = frozenset({"submit", "kill", "activate", "deactivate", "rebalance", "set_log_level", "upgrade"})
 INSPECT_TIMEOUT = 120.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  # as storm._topology checks names
 
 
 class RequestError(StormError):
     """A request nimbus refuses; the message goes back to the CLI as is."""
+
+
+class NotLeaderError(RequestError):
+    """A change asked of a follower; `leader` is where the leader answers (None
+    during an election), so the client can send it there."""
+
+    def __init__(self, message: str, leader: str | None) -> None:
+        super().__init__(message)
+        self.leader = leader
 
 
 def component_stats(components: Mapping[str, Any], history: MetricsHistory, now: float) -> dict[str, dict[str, Any]]:
@@ -73,6 +85,11 @@ class Nimbus:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = str(self.conf["nimbus.host"])
         self.port = int(self.conf["nimbus.port"])
+        advertised = socket.gethostbyname(socket.gethostname()) if self.host in ("0.0.0.0", "::", "*") else self.host
+        self.id = f"{advertised}:{self.port}"
+        self.election: Leadership = election(self.state, self.id)
+        self.was_leading = False
+        self.missing_code: list[str] = []
         self.monitor_every = float(self.conf["nimbus.monitor.freq.secs"])
         self.sup_timeout = float(self.conf["nimbus.supervisor.timeout.secs"])
         # supervisor id -> (last heartbeat counter seen, monotonic time it changed):
@@ -121,10 +138,9 @@ class Nimbus:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        self.state.put_obj(paths.NIMBUS, {"host": self.host, "port": self.port, "pid": os.getpid(),
-                                          "hostname": socket.gethostname(), "started": time.time(),
-                                          "version": __version__})
-        log.info("nimbus listening on %s:%d, state in %s, %s", self.host, self.port, self.state.describe(),
+        self.started_at = time.time()
+        log.info("nimbus %s listening on %s:%d, state in %s, %s", self.id, self.host, self.port,
+                 self.state.describe(),
                  f"CURVE on (keys in {self.curve.dir})" if self.curve is not None else "CURVE off")
         self._start_exporter()
         next_monitor = 0.0
@@ -135,7 +151,7 @@ class Nimbus:
                 now = time.monotonic()
                 if now >= next_monitor:
                     try:
-                        self.monitor()
+                        self.tick()
                     except StormError as exc:
                         log.error("monitor: %s", exc)
                     except Exception:
@@ -146,6 +162,11 @@ class Nimbus:
             if self.exporter is not None:
                 self.exporter.stop()
             self._sock.close(0)
+            try:
+                self.election.resign()
+                self.state.delete(paths.nimbus(self.id))
+            except StormError:
+                pass
             self.state.close()
             if self._handshakes is not None:
                 self._handshakes.stop()
@@ -175,6 +196,8 @@ class Nimbus:
                 raise RequestError("a request must be a map with an 'op'")
             self.authorize(msg.get("op"), user)
             return self.handle(msg)
+        except NotLeaderError as exc:
+            return {"ok": False, "error": str(exc), "leader": exc.leader, "not_leader": True}
         except StormError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:
@@ -200,6 +223,13 @@ class Nimbus:
         handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
         if handler is None:
             raise RequestError(f"nimbus does not know the request {op!r}")
+        if op in LEADER_OPS and not self.election.leading():
+            leader = self.election.leader()
+            raise NotLeaderError(
+                f"nimbus {self.id} is a follower and does not {op}: "
+                + (f"the leader is nimbus {leader}" if leader else
+                   "no nimbus leads right now (an election takes up to storm.zookeeper.session.timeout); "
+                   "try again in a moment"), leader)
         result: dict[str, Any] = handler(msg)
         result["ok"] = True
         return result
@@ -328,6 +358,62 @@ class Nimbus:
                 self.state.delete(paths.code(str(sha)))
         log.info("topology %s removed", name)
 
+    # -- leadership -------------------------------------------------------------------
+    def tick(self) -> None:
+        """One pass: beat in the nimbus registry, fetch the code of every live
+        topology, stand for leadership once all of it is here, and do the
+        leader's work while leading."""
+        self.state.put_obj(paths.nimbus(self.id), self._record())
+        self.supervisors()  # a follower keeps its view of supervisor liveness warm for when it leads
+        self.missing_code = self._fetch_code()
+        leading = self.election.leading()
+        if not leading and not self.missing_code:
+            leading = self.election.stand()
+        if leading != self.was_leading:
+            if leading:
+                log.info("nimbus %s leads now (state %s)", self.id, self.state.describe())
+            else:
+                log.warning("nimbus %s no longer leads; following %s", self.id, self.election.leader() or "nobody yet")
+            self.was_leading = leading
+        if leading:
+            self.monitor()
+        elif self.missing_code:
+            log.info("nimbus %s does not stand for leadership yet: it lacks the code of %s", self.id,
+                     ", ".join(self.missing_code))
+
+    def _record(self) -> dict[str, Any]:
+        return {"id": self.id, "host": self.id.rpartition(":")[0], "port": self.port, "pid": os.getpid(),
+                "hostname": socket.gethostname(), "started": getattr(self, "started_at", time.time()),
+                "version": __version__, "beat": time.time(), "missing_code": self.missing_code}
+
+    def _fetch_code(self) -> list[str]:
+        """The topologies whose code this nimbus cannot get (code is replicated
+        through the state: a nimbus that cannot run a topology must not lead)."""
+        missing = []
+        for name, topo in self.state.children_objs(paths.TOPOLOGIES).items():
+            if not isinstance(topo, dict) or topo.get("status") == KILLED:
+                continue
+            for sha in {topo.get("sha"), (topo.get("upgrade") or {}).get("sha")} - {None}:
+                try:
+                    self._code_dir(str(sha))
+                except (RequestError, OSError):
+                    missing.append(name)
+        return sorted(set(missing))
+
+    def op_nimbuses(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Every nimbus registered in the state, which leads, and whether it beats."""
+        leader = self.election.leader()
+        records = self.state.children_objs(paths.NIMBUSES)
+        out = []
+        for nid, rec in sorted(records.items()):
+            if not isinstance(rec, dict):
+                continue
+            # Wall clocks of the nimbus hosts are compared here (a few seconds of skew pass).
+            age = time.time() - float(rec.get("beat") or 0)
+            alive = nid == self.id or age < max(3 * self.monitor_every, 5.0)
+            out.append(dict(rec, id=nid, alive=alive, leader=nid == leader))
+        return {"nimbuses": out, "leader": leader, "answered_by": self.id}
+
     # -- the periodic pass -----------------------------------------------------------
     def monitor(self) -> None:
         now = time.time()
@@ -373,10 +459,7 @@ class Nimbus:
                 del self.histories[name]
         # The exporter's thread reads this snapshot: it never touches the store.
         self.exported = exported
-        rec = self.state.get_obj(paths.NIMBUS)
-        if isinstance(rec, dict):
-            rec["beat"] = now
-            self.state.put_obj(paths.NIMBUS, rec)
+        self.state.put_obj(paths.NIMBUS, self._record())
 
     def _rebalance_step(self, topo: dict[str, Any], assignments: dict[str, dict[str, Any]],
                         sups: dict[str, dict[str, Any]], now: float) -> None:
@@ -411,7 +494,8 @@ class Nimbus:
 
     # -- requests -------------------------------------------------------------------
     def op_ping(self, msg: Mapping[str, Any]) -> dict[str, Any]:
-        return {"version": __version__, "state": self.state.describe(), "pid": os.getpid()}
+        return {"version": __version__, "state": self.state.describe(), "pid": os.getpid(), "id": self.id,
+                "leading": self.election.leading(), "leader": self.election.leader()}
 
     def op_submit(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         name, sha, archive, target = msg.get("name"), msg.get("sha256"), msg.get("archive"), msg.get("target")
