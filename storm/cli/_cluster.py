@@ -179,13 +179,15 @@ def list_(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col, justify in (("name", "left"), ("status", "left"), ("workers", "right"),
-                         ("executors", "right"), ("tasks", "right"), ("uptime", "right")):
+                         ("executors", "right"), ("tasks", "right"), ("code", "right"), ("uptime", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     notes = []
     for t in topologies:
         style = {"ACTIVE": "green", "INACTIVE": "yellow", "KILLED": "red", "REBALANCING": "cyan"}.get(t["status"], "")
         table.add_row(t["name"], Text(t["status"], style=style), f"{t['running']}/{t['workers']}",
-                      str(t["executors"]), str(t["tasks"]), _duration(t["uptime"]))
+                      str(t["executors"]), str(t["tasks"]), f"v{t.get('code_version', 1)}", _duration(t["uptime"]))
+        if t.get("upgrade"):
+            notes.append(Text(f"{t['name']}: {t['upgrade']}", style="cyan"))
         if t.get("error"):
             notes.append(Text(f"{t['name']}: {t['error']}", style="red"))
         elif t.get("note"):
@@ -261,6 +263,100 @@ def rebalance(
     pars = ", ".join(f"{c}={p}" for c, p in sorted(reply["parallelism"].items()))
     _console().print(f"rebalancing topology '{reply['name']}' in {reply['wait']:g}s to {reply['workers']} "
                      f"worker(s): {pars}", soft_wrap=True)
+
+
+@app.command()
+def upgrade(
+    name: NameArg,
+    target: Annotated[str, typer.Argument(
+        metavar="TARGET", help="The new code: a file (topologies/wordcount.py), file.py:Name, or module:Name.",
+        show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the new code and print the plan; change nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the upgrade until it is over (or rolled back).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds --wait waits at most.")] = 600.0,
+    config: ConfigOpt = None,
+    conf_file: ConfFileOpt = None,
+) -> None:
+    """Move a running topology to new code, one worker at a time, without a stop.
+
+    The new code must keep the topology's layout (components, stream fields,
+    groupings); each worker is stopped, started on the new code (stateful bolts
+    restore their last checkpoint, unacked tuples are replayed) and seen healthy
+    before the next one goes. A worker that fails on the new code rolls the
+    upgrade back."""
+    from ..daemon._code import package_target
+    from ..daemon._conf import topology_overrides
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    console = _console()
+    with _user_errors():
+        conf, overrides = _conf(conf_file, config)
+        topo_conf = topology_overrides(overrides)
+        topo_conf["topology.name"] = name
+        client = _client(conf)
+        client.endpoint()
+        pkg, _spec = package_target(target, topo_conf)
+        reply = client.call("upgrade", name=name, target=pkg.target, archive=pkg.archive, sha256=pkg.sha256,
+                            overrides=topo_conf, dry_run=dry_run)
+    head = (f"topology '{name}': code v{reply['from']} -> v{reply['to']} ({pkg.sha256[:12]}"
+            f"{', the same code' if reply['same_code'] else ''}), {len(reply['plan'])} worker(s) one at a time")
+    if dry_run:
+        console.print(f"plan (dry run, nothing changed): {head}", soft_wrap=True)
+        for i, st in enumerate(reply["plan"], 1):
+            console.print(f"  {i}. worker {st['index']} on {st['host']}:{st['port']} "
+                          f"({', '.join(st['components']) or 'system tasks'}): stop, start on the new code, "
+                          "wait until healthy", soft_wrap=True)
+        return
+    console.print(f"upgrading {head}", soft_wrap=True)
+    if not wait:
+        console.print("follow it with: storm list", soft_wrap=True)
+        return
+    with _user_errors():
+        _follow_upgrade(client, name, int(reply["to"]), len(reply["plan"]), timeout, console)
+
+
+def _follow_upgrade(client: Any, name: str, version: int, workers: int, timeout: float, console: Console) -> None:
+    """Poll nimbus until the upgrade to `version` is over: a progress bar in a
+    terminal, a line per change otherwise; StormError when it was rolled back."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    deadline = time.monotonic() + timeout
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   console=console, transient=True) if console.is_terminal else None
+    task = bar.add_task(f"upgrading {name}", total=workers) if bar is not None else None
+    last = None
+    try:
+        if bar is not None:
+            bar.start()
+        while True:
+            topo = client.call("info", name=name)["topology"]
+            up = topo.get("upgrade")
+            if up is None:
+                done = topo.get("last_upgrade") or {}
+                if done.get("code_version") != version:
+                    raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
+                if not done.get("ok"):
+                    raise StormError(f"the upgrade of '{name}' to code v{version} failed and was rolled back: "
+                                     f"{done.get('reason')}")
+                break
+            line = (up["phase"], up["step"])
+            if line != last:
+                last = line
+                if bar is not None and task is not None:
+                    bar.update(task, completed=up["step"], description=f"upgrading {name} ({up['phase']})")
+                else:
+                    where = up["order"][min(up["step"], len(up["order"]) - 1)]
+                    console.print(f"{up['phase']}: {up['step']}/{len(up['order'])} worker(s) moved"
+                                  + (f", worker {where} next" if up["phase"] in ("next", "replacing") else
+                                     f" ({up.get('reason')})"), soft_wrap=True)
+            if time.monotonic() > deadline:
+                raise StormError(f"the upgrade of '{name}' is still under way after {timeout:g}s; see storm list")
+            time.sleep(0.5)
+    finally:
+        if bar is not None:
+            bar.stop()
+    console.print(Text(f"topology '{name}' runs code v{version} on every worker", style="green"), soft_wrap=True)
 
 
 @app.command("set-log-level")

@@ -32,6 +32,7 @@ from ._leader import Leadership, election
 from ._loglevel import LogLevel, check_logger, current, expire, parse_setting
 from ._scheduler import Slot, SupervisorSlots, schedule
 from ._state import ClusterState, local_dir, open_state, paths
+from ._upgrade import RollingUpgrade, differences, plan, progress
 
 log = logging.getLogger("storm.nimbus")
 
@@ -102,6 +103,7 @@ class Nimbus:
         # topology name -> ((topology id, assignment version), history, beat time seen per worker).
         self.histories: dict[str, tuple[tuple[Any, Any], MetricsHistory, dict[int, Any]]] = {}
         self.exporter: Any = None
+        self.upgrader = RollingUpgrade(self)
         self.exported: dict[str, TopologyStats] = {}
 
     # -- serving ------------------------------------------------------------------
@@ -332,6 +334,7 @@ class Nimbus:
             "fingerprint": topo["fingerprint"], "active": topo["status"] == ACTIVE,
             "workers": workers, "endpoints": [f"tcp://{w['host']}:{w['port']}" for w in workers],
             "time": time.time(), "log_levels": current(topo.get("log_levels") or {}),
+            "code_version": int(topo.get("code_version") or 1),
         }
         self.state.put_obj(paths.topology(topo["name"]), topo)
         self.state.put_obj(paths.assignment(topo["name"]), assignment)
@@ -439,7 +442,10 @@ class Nimbus:
             if a is None or not a.get("workers"):
                 self._schedule(topo, None, sups, assignments)
                 continue
-            self._record_metrics(name, topo, a, self._beats(name, topo, a))
+            beats = self._beats(name, topo, a)
+            self._record_metrics(name, topo, a, beats)
+            if topo.get("upgrade"):
+                self.upgrader.step(topo, a, beats, now)
             if self.exporter is not None:
                 exported[name] = self.topology_stats(name)
             lost = [w for w in a["workers"] if not sups.get(w["supervisor"], {}).get("alive")]
@@ -485,7 +491,7 @@ class Nimbus:
             if beats and now - float(rb["since"]) < limit:
                 return
             topo.update({k: rb[k] for k in ("overrides", "parallelism", "fingerprint", "workers",
-                                             "components", "tasks")})
+                                             "components", "tasks", "shape") if k in rb})
             topo["status"] = ACTIVE if rb.get("was_active") else INACTIVE
             del topo["rebalance"]
             log.info("topology %s: rebalanced to %d worker(s)", name, topo["workers"])
@@ -521,7 +527,7 @@ class Nimbus:
             "overrides": overrides, "parallelism": {}, "fingerprint": info["fingerprint"],
             "workers": info["workers"], "tasks": info["tasks"], "components": info["components"],
             "message_timeout": info["message_timeout"], "status": ACTIVE, "submitted": time.time(),
-            "version": 0, "note": "",
+            "version": 0, "note": "", "shape": info.get("shape"), "code_version": 1,
         }
         self.state.put_obj(paths.topology(name), topo)
         scheduled = self._schedule(topo, None, self.supervisors(), self._assignments())
@@ -545,6 +551,7 @@ class Nimbus:
                 "assigned": len(a.get("workers") or []), "running": running, "tasks": topo["tasks"],
                 "executors": sum(len(c["tasks"]) for c in topo["components"].values()),
                 "uptime": now - float(topo["submitted"]), "note": topo.get("note") or "",
+                "code_version": int(topo.get("code_version") or 1), "upgrade": progress(topo),
                 "error": errors[0]["fatal"] if errors else "",
             })
         sups = self.supervisors()
@@ -592,6 +599,9 @@ class Nimbus:
         topo = self._topology(msg.get("name"))
         if topo["status"] in (KILLED, REBALANCING):
             raise RequestError(f"topology '{topo['name']}' is {topo['status']}; it cannot be rebalanced now")
+        if topo.get("upgrade"):
+            raise RequestError(f"topology '{topo['name']}' is being upgraded ({progress(topo)}); rebalance it "
+                               "once the upgrade is over (storm list shows it)")
         workers = msg.get("workers")
         parallelism = dict(topo.get("parallelism") or {})
         for comp, par in (msg.get("parallelism") or {}).items():
@@ -608,6 +618,7 @@ class Nimbus:
             "phase": "wait", "at": time.time() + wait, "was_active": topo["status"] == ACTIVE,
             "overrides": overrides, "parallelism": parallelism, "fingerprint": info["fingerprint"],
             "workers": info["workers"], "components": info["components"], "tasks": info["tasks"],
+            "shape": info.get("shape"),
         }
         topo["status"] = REBALANCING
         self.state.put_obj(paths.topology(topo["name"]), topo)
@@ -642,6 +653,59 @@ class Nimbus:
         if isinstance(a, dict):
             a["log_levels"] = current(levels)
             self.state.put_obj(paths.assignment(topo["name"]), a)
+
+    def op_upgrade(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Start a rolling upgrade of a running topology to new code (or, with
+        dry_run, only say what it would do); RollingUpgrade takes it from there."""
+        topo = self._topology(msg.get("name"))
+        name = topo["name"]
+        sha, archive, target = msg.get("sha256"), msg.get("archive"), msg.get("target")
+        if not isinstance(sha, str) or not isinstance(archive, bytes) or not isinstance(target, str):
+            raise RequestError("upgrade needs name, target, archive and sha256")
+        if topo["status"] not in (ACTIVE, INACTIVE):
+            raise RequestError(f"topology '{name}' is {topo['status']}; it cannot be upgraded now")
+        if topo.get("upgrade"):
+            raise RequestError(f"topology '{name}' is being upgraded already ({progress(topo)})")
+        a = self.state.get_obj(paths.assignment(name))
+        if not isinstance(a, dict) or not a.get("workers"):
+            raise RequestError(f"topology '{name}' has no workers assigned yet ({topo.get('note') or 'waiting'}); "
+                               "upgrade it once it runs, or kill and resubmit it")
+        # The layout stays: the running workers, parallelism and rebalance settings.
+        overrides = {**topo["overrides"], **dict(msg.get("overrides") or {}),
+                     "topology.workers": topo["workers"], "topology.name": name}
+        code_dir = unpack_code(archive, sha, self.dir / "code" / sha)
+        info = self.inspect(code_dir, target, overrides, {})
+        if info["name"] != name:
+            raise RequestError(f"the code builds a topology named '{info['name']}', not '{name}'")
+        diffs = differences(topo.get("shape"), info.get("shape"))
+        parallelism = {c: v["par"] for c, v in topo["components"].items()
+                       if not v["system"] and c in info["components"]}
+        if not diffs and any(info["components"][c]["par"] != p for c, p in parallelism.items()):
+            # The running parallelism stays (storm rebalance changes it): build the new code with it.
+            info = self.inspect(code_dir, target, overrides, parallelism)
+        if not diffs and info["fingerprint"] != topo["fingerprint"]:
+            diffs.append("the topology's layout (components, streams or groupings) differs")
+        if diffs:
+            raise RequestError(
+                f"cannot upgrade '{name}' live: {'; '.join(diffs)}. A live upgrade changes the components' "
+                "code only; for these changes kill the topology and submit the new code")
+        version = int(topo.get("code_version") or 1) + 1
+        steps = plan(topo, a)
+        reply = {"name": name, "from": version - 1, "to": version, "plan": steps, "sha": sha,
+                 "dry_run": bool(msg.get("dry_run")),
+                 "same_code": sha == topo["sha"] and target == topo["target"]}
+        if msg.get("dry_run"):
+            return reply
+        self.state.put_blob(paths.code(sha), archive)
+        topo["upgrade"] = {
+            "sha": sha, "target": target, "fingerprint": info["fingerprint"], "overrides": overrides,
+            "shape": info.get("shape"), "code_version": version, "order": [s["index"] for s in steps],
+            "step": 0, "phase": "next", "since": time.time(), "version": a["version"], "started": time.time(),
+        }
+        self.state.put_obj(paths.topology(name), topo)
+        log.info("topology %s: upgrading to code v%d (%s), %d worker(s) one at a time", name, version, sha[:12],
+                 len(steps))
+        return reply
 
     def op_supervisors(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         sups = self.supervisors()
