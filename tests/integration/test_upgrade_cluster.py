@@ -7,6 +7,8 @@ refused with each difference named; --dry-run changes nothing."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import sqlite3
 import threading
 from pathlib import Path
@@ -142,3 +144,38 @@ def test_rolling_upgrade_keeps_state_exact_and_a_failing_version_rolls_back(tmp_
         assert committed_counts(state_dir) == expected
         r = d.storm("list")
         assert " v2 " in r.stdout and "rolled back" in r.stdout, r.stdout
+
+
+README = HERE.parents[1] / "README.md"
+WORDCOUNT = HERE.parents[1] / "topologies" / "wordcount.py"
+
+
+def operating_commands() -> list[list[str]]:
+    """The `storm` commands of the README's "Operating a cluster" section, but the daemons."""
+    text = README.read_text().split("## Operating a cluster", 1)[1].split("\n## ", 1)[0]
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            argv = shlex.split(line.split("#", 1)[0])
+            if argv and argv[0] == "storm" and argv[1] != "nimbus":
+                out.append([str(WORDCOUNT) if a == "topologies/wordcount.py" else a for a in argv[1:]])
+    return out
+
+
+@pytest.mark.timeout(150)
+def test_the_readme_operating_commands_run(tmp_path: Path) -> None:
+    commands = operating_commands()
+    assert [c[0] for c in commands] == ["nimbuses", "upgrade", "upgrade", "set-log-level", "set-log-level"]
+    with Daemons(tmp_path, {"nimbus.upgrade.healthy.secs": 1.0}) as d:
+        d.start_nimbus()
+        d.start_supervisor("sup", slots=3)
+        r = d.storm("submit", str(WORDCOUNT), "-c", "topology.workers=2")
+        assert r.returncode == 0, r.stdout + r.stderr
+        d.wait_running("WordCount", 2)
+        for argv in commands:
+            r = d.storm(*argv, timeout=120)
+            assert r.returncode == 0, f"storm {' '.join(argv)}\n{r.stdout}{r.stderr}"
+            if argv[0] == "nimbuses":
+                assert "leader" in r.stdout, r.stdout
+        r = d.storm("list")
+        assert "WordCount" in r.stdout and " v2 " in r.stdout, r.stdout
