@@ -113,6 +113,7 @@ def main() -> None:
 from . import (  # noqa: E402, F401
     _cluster,  # noqa: E402, F401
     _monitor,
+    _operate,
     _query,  # noqa: E402, F401
     _trace,  # noqa: E402, F401
     _visualize,

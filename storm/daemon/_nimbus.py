@@ -32,7 +32,7 @@ from ._leader import Leadership, election
 from ._loglevel import LogLevel, check_logger, current, expire, parse_setting
 from ._scheduler import Slot, SupervisorSlots, schedule
 from ._state import ClusterState, local_dir, open_state, paths
-from ._upgrade import RollingUpgrade, differences, plan, progress
+from ._upgrade import RollingUpgrade, progress
 
 log = logging.getLogger("storm.nimbus")
 
@@ -657,55 +657,7 @@ class Nimbus:
     def op_upgrade(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         """Start a rolling upgrade of a running topology to new code (or, with
         dry_run, only say what it would do); RollingUpgrade takes it from there."""
-        topo = self._topology(msg.get("name"))
-        name = topo["name"]
-        sha, archive, target = msg.get("sha256"), msg.get("archive"), msg.get("target")
-        if not isinstance(sha, str) or not isinstance(archive, bytes) or not isinstance(target, str):
-            raise RequestError("upgrade needs name, target, archive and sha256")
-        if topo["status"] not in (ACTIVE, INACTIVE):
-            raise RequestError(f"topology '{name}' is {topo['status']}; it cannot be upgraded now")
-        if topo.get("upgrade"):
-            raise RequestError(f"topology '{name}' is being upgraded already ({progress(topo)})")
-        a = self.state.get_obj(paths.assignment(name))
-        if not isinstance(a, dict) or not a.get("workers"):
-            raise RequestError(f"topology '{name}' has no workers assigned yet ({topo.get('note') or 'waiting'}); "
-                               "upgrade it once it runs, or kill and resubmit it")
-        # The layout stays: the running workers, parallelism and rebalance settings.
-        overrides = {**topo["overrides"], **dict(msg.get("overrides") or {}),
-                     "topology.workers": topo["workers"], "topology.name": name}
-        code_dir = unpack_code(archive, sha, self.dir / "code" / sha)
-        info = self.inspect(code_dir, target, overrides, {})
-        if info["name"] != name:
-            raise RequestError(f"the code builds a topology named '{info['name']}', not '{name}'")
-        diffs = differences(topo.get("shape"), info.get("shape"))
-        parallelism = {c: v["par"] for c, v in topo["components"].items()
-                       if not v["system"] and c in info["components"]}
-        if not diffs and any(info["components"][c]["par"] != p for c, p in parallelism.items()):
-            # The running parallelism stays (storm rebalance changes it): build the new code with it.
-            info = self.inspect(code_dir, target, overrides, parallelism)
-        if not diffs and info["fingerprint"] != topo["fingerprint"]:
-            diffs.append("the topology's layout (components, streams or groupings) differs")
-        if diffs:
-            raise RequestError(
-                f"cannot upgrade '{name}' live: {'; '.join(diffs)}. A live upgrade changes the components' "
-                "code only; for these changes kill the topology and submit the new code")
-        version = int(topo.get("code_version") or 1) + 1
-        steps = plan(topo, a)
-        reply = {"name": name, "from": version - 1, "to": version, "plan": steps, "sha": sha,
-                 "dry_run": bool(msg.get("dry_run")),
-                 "same_code": sha == topo["sha"] and target == topo["target"]}
-        if msg.get("dry_run"):
-            return reply
-        self.state.put_blob(paths.code(sha), archive)
-        topo["upgrade"] = {
-            "sha": sha, "target": target, "fingerprint": info["fingerprint"], "overrides": overrides,
-            "shape": info.get("shape"), "code_version": version, "order": [s["index"] for s in steps],
-            "step": 0, "phase": "next", "since": time.time(), "version": a["version"], "started": time.time(),
-        }
-        self.state.put_obj(paths.topology(name), topo)
-        log.info("topology %s: upgrading to code v%d (%s), %d worker(s) one at a time", name, version, sha[:12],
-                 len(steps))
-        return reply
+        return self.upgrader.start(self._topology(msg.get("name")), msg)
 
     def op_supervisors(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         sups = self.supervisors()

@@ -99,6 +99,64 @@ class RollingUpgrade:
         self.start_limit = float(conf["supervisor.worker.start.timeout.secs"]) + float(
             conf["storm.worker.shutdown.timeout.secs"]) + 4 * float(conf["supervisor.monitor.frequency.secs"]) + 5
 
+    def start(self, topo: dict[str, Any], msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the new code against the running topology and record the
+        upgrade (or, with dry_run, only answer the plan); RequestError names
+        what stands in the way."""
+        from ._code import unpack as unpack_code
+        from ._nimbus import ACTIVE, INACTIVE, RequestError
+        from ._state import paths
+
+        nimbus = self.nimbus
+        name = topo["name"]
+        sha, archive, target = msg.get("sha256"), msg.get("archive"), msg.get("target")
+        if not isinstance(sha, str) or not isinstance(archive, bytes) or not isinstance(target, str):
+            raise RequestError("upgrade needs name, target, archive and sha256")
+        if topo["status"] not in (ACTIVE, INACTIVE):
+            raise RequestError(f"topology '{name}' is {topo['status']}; it cannot be upgraded now")
+        if topo.get("upgrade"):
+            raise RequestError(f"topology '{name}' is being upgraded already ({progress(topo)})")
+        a = nimbus.state.get_obj(paths.assignment(name))
+        if not isinstance(a, dict) or not a.get("workers"):
+            raise RequestError(f"topology '{name}' has no workers assigned yet ({topo.get('note') or 'waiting'}); "
+                               "upgrade it once it runs, or kill and resubmit it")
+        # The layout stays: the running workers, parallelism and rebalance settings.
+        overrides = {**topo["overrides"], **dict(msg.get("overrides") or {}),
+                     "topology.workers": topo["workers"], "topology.name": name}
+        code_dir = unpack_code(archive, sha, nimbus.dir / "code" / sha)
+        info = nimbus.inspect(code_dir, target, overrides, {})
+        if info["name"] != name:
+            raise RequestError(f"the code builds a topology named '{info['name']}', not '{name}'")
+        diffs = differences(topo.get("shape"), info.get("shape"))
+        parallelism = {c: v["par"] for c, v in topo["components"].items()
+                       if not v["system"] and c in info["components"]}
+        if not diffs and any(info["components"][c]["par"] != p for c, p in parallelism.items()):
+            # The running parallelism stays (storm rebalance changes it): build the new code with it.
+            info = nimbus.inspect(code_dir, target, overrides, parallelism)
+        if not diffs and info["fingerprint"] != topo["fingerprint"]:
+            diffs.append("the topology's layout (components, streams or groupings) differs")
+        if diffs:
+            raise RequestError(
+                f"cannot upgrade '{name}' live: {'; '.join(diffs)}. A live upgrade changes the components' "
+                "code only; for these changes kill the topology and submit the new code")
+        version = int(topo.get("code_version") or 1) + 1
+        steps = plan(topo, a)
+        reply = {"name": name, "from": version - 1, "to": version, "plan": steps, "sha": sha,
+                 "dry_run": bool(msg.get("dry_run")),
+                 "same_code": sha == topo["sha"] and target == topo["target"]}
+        if msg.get("dry_run"):
+            return reply
+        nimbus.state.put_blob(paths.code(sha), archive)
+        topo["upgrade"] = {
+            "sha": sha, "target": target, "fingerprint": info["fingerprint"], "overrides": overrides,
+            "shape": info.get("shape"), "code_version": version, "order": [s["index"] for s in steps],
+            "step": 0, "phase": "next", "since": time.time(), "version": a["version"], "started": time.time(),
+        }
+        nimbus.state.put_obj(paths.topology(name), topo)
+        log.info("topology %s: upgrading to code v%d (%s), %d worker(s) one at a time", name, version, sha[:12],
+                 len(steps))
+        return reply
+
     def step(self, topo: dict[str, Any], a: dict[str, Any], beats: Mapping[int, Mapping[str, Any]],
              now: float) -> None:
         up = topo["upgrade"]
