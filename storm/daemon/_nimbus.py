@@ -367,7 +367,6 @@ class Nimbus:
         topology, stand for leadership once all of it is here, and do the
         leader's work while leading."""
         self.state.put_obj(paths.nimbus(self.id), self._record())
-        self.supervisors()  # a follower keeps its view of supervisor liveness warm for when it leads
         self.missing_code = self._fetch_code()
         leading = self.election.leading()
         if not leading and not self.missing_code:
@@ -380,7 +379,9 @@ class Nimbus:
             self.was_leading = leading
         if leading:
             self.monitor()
-        elif self.missing_code:
+            return
+        self.supervisors()  # a follower keeps its view of supervisor liveness warm for when it leads
+        if self.missing_code:
             log.info("nimbus %s does not stand for leadership yet: it lacks the code of %s", self.id,
                      ", ".join(self.missing_code))
 

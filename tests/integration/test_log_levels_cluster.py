@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from daemon_topos_harness import Daemons, wait_until
+from daemon_topos_harness import NUMBERS, Daemons, wait_until
+from test_daemon_cli import assert_user_error
 
 import storm._worker_main
 
@@ -43,3 +44,18 @@ def test_set_log_level_reaches_the_worker_and_reverts(tmp_path: Path) -> None:
         assert r.returncode == 0 and "none" in r.stdout, r.stdout + r.stderr
         r = d.storm("set-log-level", "Numbers", "itest.sink=LOUD")
         assert r.returncode == 2 and "'LOUD' is not one of" in r.stderr, r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_operating_commands_user_errors(tmp_path: Path) -> None:
+    with Daemons(tmp_path) as d:
+        assert_user_error(d.storm("nimbuses"), "nimbus is unreachable")
+        d.start_nimbus()
+        assert_user_error(d.storm("set-log-level", "nope", "ROOT=INFO"), "no topology named 'nope'")
+        assert_user_error(d.storm("set-log-level", "nope"), "nothing to change")
+        assert_user_error(d.storm("set-log-level", "nope", "ROOT=LOUD"), "'LOUD' is not one of")
+        assert_user_error(d.storm("set-log-level", "nope", "-r", "bad name"), "logger name")
+        assert_user_error(d.storm("upgrade", "nope", NUMBERS), "no topology named 'nope'")
+        assert_user_error(d.storm("upgrade", "nope", str(tmp_path / "missing.py")), "does not exist")
+        r = d.storm("nimbuses")
+        assert r.returncode == 0 and "leader" in r.stdout, r.stdout + r.stderr

@@ -117,3 +117,24 @@ def test_layout_changes_are_refused_by_name(nimbus: Nimbus, tmp_path: Path) -> N
     for needle in ("component 'drain' is new", "component 'sink' is gone",
                    "stream 'source.default' fields change from ['n'] to ['n', 'm']"):
         assert needle in error
+
+
+def test_a_worker_that_never_comes_up_on_the_new_code_rolls_back(nimbus: Nimbus, tmp_path: Path) -> None:
+    add_supervisor(nimbus, "s1", [6700])
+    assert submit(nimbus, tmp_path)["ok"]
+    beat(nimbus, 0, 1, status="running", pid=100, uptime=50.0)
+    assert upgrade(nimbus, tmp_path, TOPOLOGY.replace("self.ack(tup)", "self.ack(tup)  # v2"))["ok"]
+    nimbus.monitor()
+    beat(nimbus, 0, 2, status="starting", pid=200, uptime=0.0)
+    nimbus.monitor()
+    assert topo(nimbus)["upgrade"]["phase"] == "replacing"  # still within the start timeout
+    t = topo(nimbus)
+    t["upgrade"]["since"] -= 10_000
+    nimbus.state.put_obj(paths.topology("Pipe"), t)
+    nimbus.monitor()
+    assert topo(nimbus)["upgrade"]["phase"] == "rolling-back"
+    assert "did not come up on the new code within" in topo(nimbus)["upgrade"]["reason"]
+    beat(nimbus, 0, 1, status="running", pid=300, uptime=1.0)
+    nimbus.monitor()
+    assert "upgrade" not in topo(nimbus) and topo(nimbus)["code_version"] == 1
+    assert nimbus.state.children(paths.CODE) == [topo(nimbus)["sha"]]  # the new code is dropped again
