@@ -138,3 +138,28 @@ def test_a_worker_that_never_comes_up_on_the_new_code_rolls_back(nimbus: Nimbus,
     nimbus.monitor()
     assert "upgrade" not in topo(nimbus) and topo(nimbus)["code_version"] == 1
     assert nimbus.state.children(paths.CODE) == [topo(nimbus)["sha"]]  # the new code is dropped again
+
+
+def test_a_new_leader_carries_the_upgrade_on(nimbus: Nimbus, tmp_path: Path) -> None:
+    add_supervisor(nimbus, "s1", [6700, 6701])
+    assert submit(nimbus, tmp_path, **{"topology.workers": 2})["ok"]
+    for i in (0, 1):
+        beat(nimbus, i, 1, status="running", pid=100 + i, uptime=50.0)
+    assert upgrade(nimbus, tmp_path, TOPOLOGY.replace("self.ack(tup)", "self.ack(tup)  # v2"))["ok"]
+    nimbus.monitor()
+    beat(nimbus, 0, 2, status="running", pid=200, uptime=5.0)
+    nimbus.election.resign()  # the leader goes; another nimbus (its own local dir) takes over
+    conf = _config.merge({"storm.local.dir": str(tmp_path / "other"), "nimbus.upgrade.healthy.secs": 2.0})
+    other = Nimbus(conf, SqliteState(tmp_path / "state.sqlite"))
+    try:
+        other.tick()  # fetches the code of both versions, leads, takes the next step
+        assert other.missing_code == [] and other.was_leading
+        other.monitor()
+        assert [w.get("code_version") for w in assignment(other)["workers"]] == [2, 2]
+        beat(other, 1, 2, status="running", pid=201, uptime=5.0)
+        other.monitor()
+        other.monitor()
+        assert topo(other)["code_version"] == 2 and "upgrade" not in topo(other)
+    finally:
+        other.election.resign()
+        other.state.close()
