@@ -51,7 +51,8 @@ DOMAIN_CLIENTS = "storm-clients"
 # Ops that change the cluster, and trident_states, whose reply holds the state
 # backends' URLs / DSNs (with any password): only admin client keys may call them.
 # trident_states answers with backend URLs/DSNs (passwords), trace with tuple values: admin only.
-ADMIN_OPS = frozenset({"submit", "kill", "rebalance", "activate", "deactivate", "trident_states", "trace"})
+ADMIN_OPS = frozenset({"submit", "kill", "rebalance", "activate", "deactivate", "trident_states", "trace",
+                       "set_log_level", "upgrade"})
 KEYS_HINT = "run `storm keys generate` and set storm.security.keys.dir"
 
 

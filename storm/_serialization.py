@@ -55,6 +55,7 @@ _CONTROL_SHAPES: dict[str, tuple[tuple[type, ...], ...]] = {
     "activate": (), "deactivate": (), "stop": (),
     "parent": ((int,),),
     "throttle": ((int,), (bool,)),
+    "log-level": ((dict,),),
 }
 
 

@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import Any
 
+from . import _loglevel
 from ._runtime import Worker
 from ._serialization import MAX_FRAME_BYTES
 from ._target import build_target, fingerprint, load_target
@@ -198,6 +199,8 @@ def run_loop(worker: Worker, tracer: Tracer | None, transport: ZmqTransport, par
                 orphaned_since = 0.0
             elif kind == "throttle" and len(msg) == 3:
                 worker.set_throttle(int(msg[1]), bool(msg[2]))
+            elif kind == "log-level" and len(msg) == 2:
+                _loglevel.apply(msg[1])  # storm set-log-level, sent by the supervisor
         received = worker.receive(frames) if frames else 0
         now = time.monotonic()
         did = worker.step(now) + received

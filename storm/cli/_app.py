@@ -128,6 +128,7 @@ def main() -> None:
 from . import (  # noqa: E402, F401
     _cluster,  # noqa: E402, F401
     _monitor,
+    _operate,
     _query,  # noqa: E402, F401
     _quickstart,
     _trace,  # noqa: E402, F401

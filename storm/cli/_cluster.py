@@ -175,19 +175,24 @@ def list_(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     console = _console()
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        topologies = _client(conf).call("list")["topologies"]
+        reply = _client(conf).call("list")
+    topologies = reply["topologies"]
+    where = Text(str(reply.get("where") or ""), style="yellow" if not reply.get("supervisors") else "dim")
     if not topologies:
         console.print("no topologies running")
+        console.print(where, soft_wrap=True)
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col, justify in (("name", "left"), ("status", "left"), ("workers", "right"),
-                         ("executors", "right"), ("tasks", "right"), ("uptime", "right")):
+                         ("executors", "right"), ("tasks", "right"), ("code", "right"), ("uptime", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     notes = []
     for t in topologies:
         style = {"ACTIVE": "green", "INACTIVE": "yellow", "KILLED": "red", "REBALANCING": "cyan"}.get(t["status"], "")
         table.add_row(t["name"], Text(t["status"], style=style), f"{t['running']}/{t['workers']}",
-                      str(t["executors"]), str(t["tasks"]), _duration(t["uptime"]))
+                      str(t["executors"]), str(t["tasks"]), f"v{t.get('code_version', 1)}", _duration(t["uptime"]))
+        if t.get("upgrade"):
+            notes.append(Text(f"{t['name']}: {t['upgrade']}", style="cyan"))
         if t.get("error"):
             notes.append(Text(f"{t['name']}: {t['error']}", style="red"))
         elif t.get("note"):
@@ -195,6 +200,7 @@ def list_(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     console.print(table)
     for note in notes:
         console.print(note, soft_wrap=True)
+    console.print(where, soft_wrap=True)
 
 
 WaitOpt = Annotated[float | None, typer.Option(

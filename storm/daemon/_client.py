@@ -34,6 +34,15 @@ class NimbusUnreachable(NimbusError):
     """No nimbus answers at any seed."""
 
 
+class NotLeader(NimbusError):
+    """A follower nimbus refused a change; `leader` is "host:port" of the
+    leader it knows (None during an election)."""
+
+    def __init__(self, message: str, leader: str | None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
 def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
@@ -129,12 +138,18 @@ def request(endpoint: str, msg: Mapping[str, Any], timeout: float, what: str,
     if not isinstance(reply, dict):
         raise NimbusError(f"{what} at {endpoint} sent an answer that is not a map")
     if not reply.get("ok"):
-        raise NimbusError(str(reply.get("error") or f"{what} refused the request"))
+        error = str(reply.get("error") or f"{what} refused the request")
+        if reply.get("not_leader"):
+            leader = reply.get("leader")
+            raise NotLeader(error, str(leader) if leader else None)
+        raise NimbusError(error)
     return reply
 
 
 class NimbusClient:
-    """Requests to the first nimbus that accepts a connection among the seeds::
+    """Requests to the first nimbus that accepts a connection among the seeds
+    (tried in order; a cached one that stopped answering is dropped); a change
+    a follower refuses goes on to the leader it names::
 
         client = NimbusClient.from_conf(conf)
         for topo in client.call("list")["topologies"]: ...
@@ -160,7 +175,10 @@ class NimbusClient:
 
     def endpoint(self) -> str:
         if self._endpoint:
-            return self._endpoint
+            host, port = split_address(self._endpoint[len("tcp://"):], 0)
+            if _probe(host, port, min(self.timeout, 3.0)) is None:
+                return self._endpoint
+            self._endpoint = None  # that nimbus went away (a failover): look again
         reasons = []
         for host, port in self.addresses:
             why = _probe(host, port, min(self.timeout, 3.0))
@@ -174,4 +192,12 @@ class NimbusClient:
         )
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
-        return request(self.endpoint(), {"op": op, **args}, self.timeout, "nimbus", self.curve)
+        endpoint = self.endpoint()
+        try:
+            return request(endpoint, {"op": op, **args}, self.timeout, "nimbus", self.curve)
+        except NotLeader as exc:
+            if not exc.leader:
+                raise
+            # Once only: a leader that itself says "not leader" lost an election meanwhile.
+            return request(f"tcp://{exc.leader}", {"op": op, **args}, self.timeout, "the leading nimbus",
+                           self.curve)

@@ -61,6 +61,12 @@ def describe_spec(spec: TopologySpec) -> dict[str, Any]:
             c.name: {"par": c.par, "tasks": list(c.tasks), "spout": c.is_spout, "system": c.system}
             for c in spec.components.values()
         },
+        # What `storm upgrade` compares: the streams' fields and who reads them how.
+        "shape": {
+            c.name: {"outputs": {name: list(st.fields) for name, st in sorted(c.outputs.items())},
+                     "inputs": sorted(f"{s.source}.{s.stream}>{s.grouping.describe()}" for s in c.inputs)}
+            for c in spec.components.values() if not c.system
+        },
     }
 
 

@@ -24,22 +24,36 @@ import zmq
 
 from .. import __version__, _security
 from .._errors import StormError
+from .._loglevel import LogLevel, check_logger, current, expire, parse_setting
 from .._metrics import MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._client import pack, unpack
 from ._code import unpack as unpack_code
 from ._inspect import in_subprocess
+from ._leader import Leadership, election
 from ._scheduler import Slot, SupervisorSlots, schedule
 from ._state import ClusterState, local_dir, open_state, paths
+from ._upgrade import RollingUpgrade, progress
 
 log = logging.getLogger("storm.nimbus")
 
 ACTIVE, INACTIVE, KILLED, REBALANCING = "ACTIVE", "INACTIVE", "KILLED", "REBALANCING"
+# Requests only the leading nimbus answers; followers answer the rest from the state.
+LEADER_OPS = frozenset({"submit", "kill", "activate", "deactivate", "rebalance", "set_log_level", "upgrade"})
 INSPECT_TIMEOUT = 120.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  # as storm._topology checks names
 
 
 class RequestError(StormError):
     """A request nimbus refuses; the message goes back to the CLI as is."""
+
+
+class NotLeaderError(RequestError):
+    """A change asked of a follower; `leader` is where the leader answers (None
+    during an election), so the client can send it there."""
+
+    def __init__(self, message: str, leader: str | None) -> None:
+        super().__init__(message)
+        self.leader = leader
 
 
 def component_stats(components: Mapping[str, Any], history: MetricsHistory, now: float) -> dict[str, dict[str, Any]]:
@@ -72,6 +86,11 @@ class Nimbus:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = str(self.conf["nimbus.host"])
         self.port = int(self.conf["nimbus.port"])
+        advertised = socket.gethostbyname(socket.gethostname()) if self.host in ("0.0.0.0", "::", "*") else self.host
+        self.id = f"{advertised}:{self.port}"
+        self.election: Leadership = election(self.state, self.id)
+        self.was_leading = False
+        self.missing_code: list[str] = []
         self.monitor_every = float(self.conf["nimbus.monitor.freq.secs"])
         self.sup_timeout = float(self.conf["nimbus.supervisor.timeout.secs"])
         # supervisor id -> (last heartbeat counter seen, monotonic time it changed):
@@ -84,6 +103,7 @@ class Nimbus:
         # topology name -> ((topology id, assignment version), history, beat time seen per worker).
         self.histories: dict[str, tuple[tuple[Any, Any], MetricsHistory, dict[int, Any]]] = {}
         self.exporter: Any = None
+        self.upgrader = RollingUpgrade(self)
         self.exported: dict[str, TopologyStats] = {}
 
     # -- serving ------------------------------------------------------------------
@@ -120,10 +140,9 @@ class Nimbus:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        self.state.put_obj(paths.NIMBUS, {"host": self.host, "port": self.port, "pid": os.getpid(),
-                                          "hostname": socket.gethostname(), "started": time.time(),
-                                          "version": __version__})
-        log.info("nimbus listening on %s:%d, state in %s, %s", self.host, self.port, self.state.describe(),
+        self.started_at = time.time()
+        log.info("nimbus %s listening on %s:%d, state in %s, %s", self.id, self.host, self.port,
+                 self.state.describe(),
                  f"CURVE on (keys in {self.curve.dir})" if self.curve is not None else "CURVE off")
         self._start_exporter()
         next_monitor = 0.0
@@ -134,7 +153,7 @@ class Nimbus:
                 now = time.monotonic()
                 if now >= next_monitor:
                     try:
-                        self.monitor()
+                        self.tick()
                     except StormError as exc:
                         log.error("monitor: %s", exc)
                     except Exception:
@@ -145,6 +164,11 @@ class Nimbus:
             if self.exporter is not None:
                 self.exporter.stop()
             self._sock.close(0)
+            try:
+                self.election.resign()
+                self.state.delete(paths.nimbus(self.id))
+            except StormError:
+                pass
             self.state.close()
             if self._handshakes is not None:
                 self._handshakes.stop()
@@ -174,6 +198,8 @@ class Nimbus:
                 raise RequestError("a request must be a map with an 'op'")
             self.authorize(msg.get("op"), user)
             return self.handle(msg)
+        except NotLeaderError as exc:
+            return {"ok": False, "error": str(exc), "leader": exc.leader, "not_leader": True}
         except StormError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:
@@ -199,6 +225,13 @@ class Nimbus:
         handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
         if handler is None:
             raise RequestError(f"nimbus does not know the request {op!r}")
+        if op in LEADER_OPS and not self.election.leading():
+            leader = self.election.leader()
+            raise NotLeaderError(
+                f"nimbus {self.id} is a follower and does not {op}: "
+                + (f"the leader is nimbus {leader}" if leader else
+                   "no nimbus leads right now (an election takes up to storm.zookeeper.session.timeout); "
+                   "try again in a moment"), leader)
         result: dict[str, Any] = handler(msg)
         result["ok"] = True
         return result
@@ -252,6 +285,17 @@ class Nimbus:
                 del self.sup_seen[sid]
         return out
 
+    def where(self, sups: Mapping[str, Mapping[str, Any]]) -> str:
+        """Which cluster state this nimbus reads and how many supervisors beat
+        there: a supervisor pointed at another state never shows up, so say
+        which one is meant instead of waiting in silence."""
+        alive = sum(1 for s in sups.values() if s.get("alive"))
+        text = f"{alive} supervisor(s) alive in the cluster state {self.state.describe()}"
+        if alive == 0:
+            text += (" (a supervisor started with another storm.local.dir, storm.cluster.state.sqlite or "
+                     "storm.zookeeper.root registers elsewhere: give every daemon the same settings)")
+        return text
+
     def _assignments(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.state.children_objs(paths.ASSIGNMENTS).items() if isinstance(v, dict)}
 
@@ -272,7 +316,8 @@ class Nimbus:
         slots = schedule(int(topo["workers"]), live, used, keep)
         if slots is None:
             free = sum(len(s.ports) for s in live) - len({u for u in used if u[0] in {s.id for s in live}})
-            note = f"waiting for free slots: needs {topo['workers']} worker(s), {max(free, 0)} slot(s) free"
+            note = (f"waiting for free slots: needs {topo['workers']} worker(s), {max(free, 0)} slot(s) free; "
+                    f"{self.where(sups)}")
             if topo.get("note") != note:
                 topo["note"] = note
                 self.state.put_obj(paths.topology(topo["name"]), topo)
@@ -288,7 +333,8 @@ class Nimbus:
             "target": topo["target"], "overrides": topo["overrides"], "parallelism": topo["parallelism"],
             "fingerprint": topo["fingerprint"], "active": topo["status"] == ACTIVE,
             "workers": workers, "endpoints": [f"tcp://{w['host']}:{w['port']}" for w in workers],
-            "time": time.time(),
+            "time": time.time(), "log_levels": current(topo.get("log_levels") or {}),
+            "code_version": int(topo.get("code_version") or 1),
         }
         self.state.put_obj(paths.topology(topo["name"]), topo)
         self.state.put_obj(paths.assignment(topo["name"]), assignment)
@@ -315,6 +361,63 @@ class Nimbus:
                 self.state.delete(paths.code(str(sha)))
         log.info("topology %s removed", name)
 
+    # -- leadership -------------------------------------------------------------------
+    def tick(self) -> None:
+        """One pass: beat in the nimbus registry, fetch the code of every live
+        topology, stand for leadership once all of it is here, and do the
+        leader's work while leading."""
+        self.state.put_obj(paths.nimbus(self.id), self._record())
+        self.missing_code = self._fetch_code()
+        leading = self.election.leading()
+        if not leading and not self.missing_code:
+            leading = self.election.stand()
+        if leading != self.was_leading:
+            if leading:
+                log.info("nimbus %s leads now (state %s)", self.id, self.state.describe())
+            else:
+                log.warning("nimbus %s no longer leads; following %s", self.id, self.election.leader() or "nobody yet")
+            self.was_leading = leading
+        if leading:
+            self.monitor()
+            return
+        self.supervisors()  # a follower keeps its view of supervisor liveness warm for when it leads
+        if self.missing_code:
+            log.info("nimbus %s does not stand for leadership yet: it lacks the code of %s", self.id,
+                     ", ".join(self.missing_code))
+
+    def _record(self) -> dict[str, Any]:
+        return {"id": self.id, "host": self.id.rpartition(":")[0], "port": self.port, "pid": os.getpid(),
+                "hostname": socket.gethostname(), "started": getattr(self, "started_at", time.time()),
+                "version": __version__, "beat": time.time(), "missing_code": self.missing_code}
+
+    def _fetch_code(self) -> list[str]:
+        """The topologies whose code this nimbus cannot get (code is replicated
+        through the state: a nimbus that cannot run a topology must not lead)."""
+        missing = []
+        for name, topo in self.state.children_objs(paths.TOPOLOGIES).items():
+            if not isinstance(topo, dict) or topo.get("status") == KILLED:
+                continue
+            for sha in {topo.get("sha"), (topo.get("upgrade") or {}).get("sha")} - {None}:
+                try:
+                    self._code_dir(str(sha))
+                except (RequestError, OSError):
+                    missing.append(name)
+        return sorted(set(missing))
+
+    def op_nimbuses(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Every nimbus registered in the state, which leads, and whether it beats."""
+        leader = self.election.leader()
+        records = self.state.children_objs(paths.NIMBUSES)
+        out = []
+        for nid, rec in sorted(records.items()):
+            if not isinstance(rec, dict):
+                continue
+            # Wall clocks of the nimbus hosts are compared here (a few seconds of skew pass).
+            age = time.time() - float(rec.get("beat") or 0)
+            alive = nid == self.id or age < max(3 * self.monitor_every, 5.0)
+            out.append(dict(rec, id=nid, alive=alive, leader=nid == leader))
+        return {"nimbuses": out, "leader": leader, "answered_by": self.id}
+
     # -- the periodic pass -----------------------------------------------------------
     def monitor(self) -> None:
         now = time.time()
@@ -332,11 +435,18 @@ class Nimbus:
             if status == REBALANCING:
                 self._rebalance_step(topo, assignments, sups, now)
                 continue
+            levels = topo.get("log_levels")
+            if levels and expire(levels, now) != levels:
+                self._put_log_levels(topo, expire(levels, now))
+                assignments = self._assignments()
             a = assignments.get(name)
             if a is None or not a.get("workers"):
                 self._schedule(topo, None, sups, assignments)
                 continue
-            self._record_metrics(name, topo, a, self._beats(name, topo, a))
+            beats = self._beats(name, topo, a)
+            self._record_metrics(name, topo, a, beats)
+            if topo.get("upgrade"):
+                self.upgrader.step(topo, a, beats, now)
             if self.exporter is not None:
                 exported[name] = self.topology_stats(name)
             lost = [w for w in a["workers"] if not sups.get(w["supervisor"], {}).get("alive")]
@@ -356,10 +466,7 @@ class Nimbus:
                 del self.histories[name]
         # The exporter's thread reads this snapshot: it never touches the store.
         self.exported = exported
-        rec = self.state.get_obj(paths.NIMBUS)
-        if isinstance(rec, dict):
-            rec["beat"] = now
-            self.state.put_obj(paths.NIMBUS, rec)
+        self.state.put_obj(paths.NIMBUS, self._record())
 
     def _rebalance_step(self, topo: dict[str, Any], assignments: dict[str, dict[str, Any]],
                         sups: dict[str, dict[str, Any]], now: float) -> None:
@@ -385,7 +492,7 @@ class Nimbus:
             if beats and now - float(rb["since"]) < limit:
                 return
             topo.update({k: rb[k] for k in ("overrides", "parallelism", "fingerprint", "workers",
-                                             "components", "tasks")})
+                                             "components", "tasks", "shape") if k in rb})
             topo["status"] = ACTIVE if rb.get("was_active") else INACTIVE
             del topo["rebalance"]
             log.info("topology %s: rebalanced to %d worker(s)", name, topo["workers"])
@@ -394,7 +501,8 @@ class Nimbus:
 
     # -- requests -------------------------------------------------------------------
     def op_ping(self, msg: Mapping[str, Any]) -> dict[str, Any]:
-        return {"version": __version__, "state": self.state.describe(), "pid": os.getpid()}
+        return {"version": __version__, "state": self.state.describe(), "pid": os.getpid(), "id": self.id,
+                "leading": self.election.leading(), "leader": self.election.leader()}
 
     def op_submit(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         name, sha, archive, target = msg.get("name"), msg.get("sha256"), msg.get("archive"), msg.get("target")
@@ -420,13 +528,13 @@ class Nimbus:
             "overrides": overrides, "parallelism": {}, "fingerprint": info["fingerprint"],
             "workers": info["workers"], "tasks": info["tasks"], "components": info["components"],
             "message_timeout": info["message_timeout"], "status": ACTIVE, "submitted": time.time(),
-            "version": 0, "note": "",
+            "version": 0, "note": "", "shape": info.get("shape"), "code_version": 1,
         }
         self.state.put_obj(paths.topology(name), topo)
         scheduled = self._schedule(topo, None, self.supervisors(), self._assignments())
         log.info("topology %s submitted (%s, %d worker(s))", name, sha[:12], topo["workers"])
         return {"name": name, "id": topo["id"], "workers": topo["workers"], "tasks": topo["tasks"],
-                "scheduled": scheduled, "note": topo.get("note", "")}
+                "scheduled": scheduled, "note": topo.get("note", ""), "state": self.state.describe()}
 
     def op_list(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         now = time.time()
@@ -444,9 +552,12 @@ class Nimbus:
                 "assigned": len(a.get("workers") or []), "running": running, "tasks": topo["tasks"],
                 "executors": sum(len(c["tasks"]) for c in topo["components"].values()),
                 "uptime": now - float(topo["submitted"]), "note": topo.get("note") or "",
+                "code_version": int(topo.get("code_version") or 1), "upgrade": progress(topo),
                 "error": errors[0]["fatal"] if errors else "",
             })
-        return {"topologies": sorted(out, key=lambda t: t["name"])}
+        sups = self.supervisors()
+        return {"topologies": sorted(out, key=lambda t: t["name"]), "state": self.state.describe(),
+                "supervisors": sum(1 for s in sups.values() if s.get("alive")), "where": self.where(sups)}
 
     def _beats(self, name: str, topo: Mapping[str, Any], a: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
         """Heartbeats of the workers of the current assignment."""
@@ -489,6 +600,9 @@ class Nimbus:
         topo = self._topology(msg.get("name"))
         if topo["status"] in (KILLED, REBALANCING):
             raise RequestError(f"topology '{topo['name']}' is {topo['status']}; it cannot be rebalanced now")
+        if topo.get("upgrade"):
+            raise RequestError(f"topology '{topo['name']}' is being upgraded ({progress(topo)}); rebalance it "
+                               "once the upgrade is over (storm list shows it)")
         workers = msg.get("workers")
         parallelism = dict(topo.get("parallelism") or {})
         for comp, par in (msg.get("parallelism") or {}).items():
@@ -505,6 +619,7 @@ class Nimbus:
             "phase": "wait", "at": time.time() + wait, "was_active": topo["status"] == ACTIVE,
             "overrides": overrides, "parallelism": parallelism, "fingerprint": info["fingerprint"],
             "workers": info["workers"], "components": info["components"], "tasks": info["tasks"],
+            "shape": info.get("shape"),
         }
         topo["status"] = REBALANCING
         self.state.put_obj(paths.topology(topo["name"]), topo)
@@ -513,6 +628,37 @@ class Nimbus:
                  info["workers"], parallelism, wait)
         return {"name": topo["name"], "wait": wait, "workers": info["workers"],
                 "parallelism": {c: v["par"] for c, v in info["components"].items() if not v["system"]}}
+
+    def op_set_log_level(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Set (with an optional timeout) or reset loggers' levels in every
+        worker of a topology; supervisors pass the map on, no worker restarts."""
+        topo = self._topology(msg.get("name"))
+        levels: dict[str, LogLevel] = dict(topo.get("log_levels") or {})
+        now = time.time()
+        try:
+            for name in msg.get("reset") or []:
+                levels.pop(check_logger(str(name)), None)
+            for item in msg.get("set") or []:
+                logger, level, secs = parse_setting(str(item))
+                levels[logger] = {"level": level, "until": now + secs if secs else 0.0}
+        except StormError as exc:
+            raise RequestError(str(exc)) from None
+        self._put_log_levels(topo, levels)
+        log.info("topology %s: log levels %s", topo["name"], current(levels) or "reset")
+        return {"name": topo["name"], "levels": levels}
+
+    def _put_log_levels(self, topo: dict[str, Any], levels: dict[str, LogLevel]) -> None:
+        topo["log_levels"] = levels
+        self.state.put_obj(paths.topology(topo["name"]), topo)
+        a = self.state.get_obj(paths.assignment(topo["name"]))
+        if isinstance(a, dict):
+            a["log_levels"] = current(levels)
+            self.state.put_obj(paths.assignment(topo["name"]), a)
+
+    def op_upgrade(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Start a rolling upgrade of a running topology to new code (or, with
+        dry_run, only say what it would do); RollingUpgrade takes it from there."""
+        return self.upgrader.start(self._topology(msg.get("name")), msg)
 
     def op_supervisors(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         sups = self.supervisors()

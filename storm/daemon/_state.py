@@ -227,6 +227,11 @@ class ZkState(ClusterState):
     def describe(self) -> str:
         return f"zookeeper:{self.hosts}{self.root}"
 
+    @property
+    def client(self) -> Any:
+        """The kazoo client, for recipes (nimbus's leader election) beside the tree."""
+        return self._zk
+
     def _full(self, path: str) -> str:
         return self.root + check_path(path)
 
@@ -322,12 +327,17 @@ def open_state(conf: Mapping[str, Any]) -> ClusterState:
 class paths:  # noqa: N801 - a namespace of path builders
     """Where each kind of record lives; the one place that spells the layout."""
 
-    NIMBUS = "/nimbus"
+    NIMBUS = "/nimbus"  # the leading nimbus's record and beat
+    NIMBUSES = "/nimbuses"  # every nimbus's own record, leader or follower
     SUPERVISORS = "/supervisors"
     TOPOLOGIES = "/topologies"
     ASSIGNMENTS = "/assignments"
     BEATS = "/workerbeats"
     CODE = "/code"
+
+    @staticmethod
+    def nimbus(nid: str) -> str:
+        return f"/nimbuses/{nid}"
 
     @staticmethod
     def supervisor(sid: str) -> str:

@@ -40,6 +40,7 @@ from ._client import pack, unpack
 from ._code import resolve_target
 from ._code import unpack as unpack_code
 from ._state import ClusterState, local_dir, open_state, paths
+from ._upgrade import code_of
 
 log = logging.getLogger("storm.supervisor")
 
@@ -67,6 +68,9 @@ class LocalWorker:
     control: str
     pid: int = 0
     create_time: float = 0.0
+    # The topology's code version it runs (storm upgrade); 0 for a worker adopted
+    # from a record without it: kept as it is.
+    code_version: int = 0
     # Not persisted:
     status: str = "starting"  # starting, running, backoff, stopping
     ready: bool = False
@@ -82,6 +86,7 @@ class LocalWorker:
     error_count: int = 0
     stop_deadline: float = 0.0
     active_sent: bool | None = None
+    levels_sent: dict[str, str] | None = None  # the log-level map the worker was last told
     exit_code: int | None = None
     # topology.debug.sample: the worker's sampled tuple-tree events (bounded), its rate and problem.
     trace: TraceStore | None = None
@@ -89,7 +94,7 @@ class LocalWorker:
     trace_error: str = ""
 
     PERSISTED = ("topology", "topology_id", "version", "index", "port", "log_path", "out_path",
-                 "control", "pid", "create_time")
+                 "control", "pid", "create_time", "code_version")
 
     @property
     def key(self) -> tuple[str, int]:
@@ -152,6 +157,11 @@ class Supervisor:
         self.start_timeout = float(self.conf["supervisor.worker.start.timeout.secs"])
         self.shutdown_timeout = float(self.conf["storm.worker.shutdown.timeout.secs"])
         self.backoff_max = float(self.conf["supervisor.worker.restart.backoff.max.secs"])
+        self.nimbus_timeout = float(self.conf["supervisor.nimbus.timeout.secs"])
+        # (the leading nimbus's last beat seen, monotonic time it changed), and whether
+        # its silence was reported: a supervisor on another state than nimbus says so.
+        self.nimbus_seen: tuple[Any, float] = (None, time.monotonic())
+        self.nimbus_missing = False
         self.workers: dict[tuple[str, int], LocalWorker] = {}
         self.stopping: list[LocalWorker] = []
         self.procs: dict[int, psutil.Process] = {}
@@ -314,13 +324,18 @@ class Supervisor:
         for key, w in list(self.workers.items()):
             want = desired.get(key)
             if want is None or want[0]["id"] != w.topology_id or want[0]["version"] != w.version \
-                    or int(want[1]["port"]) != w.port:
+                    or int(want[1]["port"]) != w.port \
+                    or (w.code_version and code_of(want[0], want[1])["code_version"] != w.code_version):
                 self.stop_worker(w)
                 continue
             active = bool(want[0].get("active"))
             if w.ready and w.active_sent != active:
                 self._send(w, ["activate" if active else "deactivate"])
                 w.active_sent = active
+            levels = dict(want[0].get("log_levels") or {})
+            if w.ready and w.levels_sent != levels and (levels or w.levels_sent):
+                self._send(w, ["log-level", levels])
+                w.levels_sent = levels
         busy = {w.port for w in self.stopping} | {w.port for w in self.workers.values()}
         for key, (a, slot) in sorted(desired.items()):
             if key in self.workers:
@@ -328,8 +343,9 @@ class Supervisor:
             port = int(slot["port"])
             if port in busy:
                 continue  # the previous worker on this port is still stopping
+            code = code_of(a, slot)
             try:
-                code_dir = self._code(a["sha"])
+                code_dir = self._code(code["sha"])
             except StormError as exc:
                 log.error("topology %s: %s", a["topology"], exc)
                 continue
@@ -339,10 +355,10 @@ class Supervisor:
             w = LocalWorker(topology=name, topology_id=a["id"], version=int(a["version"]), index=index,
                             port=port, log_path=str(tdir / f"worker-{index}.log"),
                             out_path=str(tdir / f"worker-{index}.out"),
-                            control=f"ipc://{self.sock_dir}/c{port}")
+                            control=f"ipc://{self.sock_dir}/c{port}", code_version=code["code_version"])
             self.workers[key] = w
             busy.add(port)
-            self.launch(w, a, code_dir)
+            self.launch(w, a, code_dir, code)
 
     def _code(self, sha: str) -> Path:
         dest = self.dir / "code" / sha
@@ -353,19 +369,19 @@ class Supervisor:
             raise StormError(f"the code {sha[:12]} is not in the cluster state yet")
         return unpack_code(blob, sha, dest)
 
-    def launch(self, w: LocalWorker, a: Mapping[str, Any], code_dir: Path) -> None:
+    def launch(self, w: LocalWorker, a: Mapping[str, Any], code_dir: Path, code: Mapping[str, Any]) -> None:
         cwd = self.dir / "workers" / f"{w.topology}-{w.index}"
         cwd.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "storm._worker_main",
-            "--target", resolve_target(code_dir, a["target"]),
-            "--overrides", json.dumps(a["overrides"]),
+            "--target", resolve_target(code_dir, code["target"]),
+            "--overrides", json.dumps(code["overrides"]),
             "--index", str(w.index),
             "--workers", str(len(a["endpoints"])),
             "--endpoints", json.dumps(a["endpoints"]),
             "--control", w.control,
             "--report", self.report_endpoint,
-            "--fingerprint", a["fingerprint"],
+            "--fingerprint", code["fingerprint"],
             "--parent-pid", str(os.getpid()),
             "--parallelism", json.dumps(a.get("parallelism") or {}),
             "--orphan-timeout", str(float(self.conf["supervisor.worker.orphan.timeout.secs"])),
@@ -393,6 +409,7 @@ class Supervisor:
         w.fatal = ""
         w.exit_code = None
         w.active_sent = None
+        w.levels_sent = None
         w.started = w.last_report = time.monotonic()
         log.info("topology %s: started worker %d (v%d) on port %d, pid %d", w.topology, w.index,
                  w.version, w.port, w.pid)
@@ -469,8 +486,13 @@ class Supervisor:
                     a = self.assignments.get(w.topology)
                     if a is None or a.get("version") != w.version:
                         continue  # sync() stops it
+                    slot: Mapping[str, Any] = next(
+                        (s for s in a.get("workers") or [] if int(s["index"]) == w.index), {})
+                    code = code_of(a, slot)
+                    if w.code_version and code["code_version"] != w.code_version:
+                        continue  # sync() stops it: an upgrade (or its rollback) moved it to other code
                     try:
-                        self.launch(w, a, self._code(a["sha"]))
+                        self.launch(w, a, self._code(code["sha"]), code)
                     except StormError as exc:
                         log.error("topology %s: %s", w.topology, exc)
                         w.next_start = now + self.backoff_max
@@ -590,6 +612,7 @@ class Supervisor:
             "mem_percent": vm.percent, "mem_total": vm.total,
         })
         now = time.monotonic()
+        self._watch_nimbus(now)
         for w in self.workers.values():
             a = self.assignments.get(w.topology)
             if a is None or a.get("version") != w.version:
@@ -610,8 +633,31 @@ class Supervisor:
                 "restarts": w.restarts, "failures": w.failures, "fatal": w.fatal if w.status != "running" else "",
                 "metrics": w.metrics, "errors": w.errors, "error_count": w.error_count,
                 "cpu": cpu, "rss": rss, "time": time.time(), "backpressure": w.backpressure,
+                "code_version": w.code_version,
                 **self._trace_beat(w),
             })
+
+    def _watch_nimbus(self, now: float) -> None:
+        """Warn (in the log, so on the terminal in the foreground) when no
+        nimbus has beaten in this state for supervisor.nimbus.timeout.secs:
+        the usual cause is a nimbus started on another cluster state."""
+        rec = self.state.get_obj(paths.NIMBUS)
+        marker = rec.get("beat") if isinstance(rec, dict) else None
+        if marker is not None and marker != self.nimbus_seen[0]:
+            self.nimbus_seen = (marker, now)
+            if self.nimbus_missing:
+                self.nimbus_missing = False
+                log.info("nimbus %s:%s beats in the cluster state %s again", rec.get("host"), rec.get("port"),
+                         self.state.describe())
+            return
+        if not self.nimbus_missing and now - self.nimbus_seen[1] > self.nimbus_timeout:
+            self.nimbus_missing = True
+            log.warning(
+                "no nimbus has beaten in the cluster state %s for %gs: this supervisor reads its assignments "
+                "there; if nimbus runs, it uses another state (each daemon names its state when it starts): "
+                "give nimbus and every supervisor the same storm.zookeeper.servers/storm.zookeeper.root, "
+                "or the same storm.cluster.state.sqlite (or storm.local.dir)",
+                self.state.describe(), self.nimbus_timeout)
 
     @staticmethod
     def _trace_beat(w: LocalWorker) -> dict[str, Any]:
@@ -646,7 +692,11 @@ class Supervisor:
                     continue
             except (psutil.Error, KeyError, ValueError):
                 continue
-            w = LocalWorker(**{k: rec[k] for k in LocalWorker.PERSISTED})
+            try:
+                w = LocalWorker(**{k: rec[k] for k in LocalWorker.PERSISTED if k != "code_version"},
+                                code_version=int(rec.get("code_version") or 0))
+            except KeyError:
+                continue
             w.started = w.last_report = time.monotonic()
             w.status = "starting"
             self.procs[w.pid] = proc

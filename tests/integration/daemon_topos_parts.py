@@ -6,10 +6,12 @@ Everything a test checks is appended to files in the directory named by the
 config key `itest.dir`, one os.write per event, so SIGKILL loses nothing:
   acks-<task>-<pid>.log   every msg id the spout got ack() for
   sink-<task>-<pid>.log   every number the sink received
-The sink also print()s a line every itest.print.every numbers, for the log tests."""
+The sink also print()s a line every itest.print.every numbers, and logs one at
+DEBUG on the logger itest.sink, for the log tests."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -113,6 +115,7 @@ class SinkBolt(Bolt):
         self.seen += 1
         if self.print_every and self.seen % self.print_every == 0:
             print(f"sink saw {self.seen} numbers, the last {tup.values[0]}")
+            logging.getLogger("itest.sink").debug("sink debug line at %d", self.seen)
         self.ack(tup)
 
     def cleanup(self) -> None:

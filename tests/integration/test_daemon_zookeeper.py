@@ -7,16 +7,19 @@ starts one with scripts/zookeeper); without it the tests start a private server
 when the package is installed, and skip when it is not, except under CI=true,
 where a missing ZooKeeper fails them.
 
-Two hosts: namespaces A (ZooKeeper, nimbus, a supervisor) and B (a supervisor)
-joined by a veth pair; a second pair joins this test's own namespace to A, so
-the test can talk to nimbus. Skipped, with the reason, where namespaces cannot
-be made (not root, no `ip`, a sandbox without CAP_NET_ADMIN), except under
-CI=true, where that fails it (tests/preconditions.py)."""
+Two hosts: namespaces A (ZooKeeper, nimbus, a supervisor) and B (a second
+nimbus, a supervisor) joined by a veth pair; a second pair joins this test's
+own namespace to A, so the test can talk to A's nimbus. A's nimbus is killed at
+the end: B's leads, and the CLI (run in A) finds it through nimbus.seeds.
+Skipped, with the reason, where namespaces cannot be made (not root, no `ip`, a
+sandbox without CAP_NET_ADMIN), except under CI=true, where that fails it
+(tests/preconditions.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -203,11 +206,14 @@ def test_two_hosts_in_network_namespaces(tmp_path: Path) -> None:
         generate(tmp_path / "keys")
         conf = {
             "storm.zookeeper.servers": [f"{NET_A}:2181"], "storm.zookeeper.root": unique_root(),
-            "nimbus.host": NET_A, "nimbus.seeds": [NET_A], "nimbus.port": 6627,
+            "nimbus.host": NET_A, "nimbus.seeds": [NET_A, NET_B], "nimbus.port": 6627,
+            "storm.zookeeper.session.timeout": 4000,
             "storm.security.curve": True, "storm.security.keys.dir": str(tmp_path / "keys"),
         }
         with Daemons(tmp_path / "cluster", conf) as d:
             d.start_nimbus(prefix=hosts.prefix(hosts.a))
+            d._start("nimbus-b", ["nimbus", *d.args({"nimbus.host": NET_B, "storm.local.dir": str(d.base / "nimbus-b")})],
+                     prefix=hosts.prefix(hosts.b))
             d.start_supervisor("sup-a", prefix=hosts.prefix(hosts.a),
                                extra={"storm.local.hostname": NET_A, "supervisor.slots.ports": [6700]})
             d.start_supervisor("sup-b", prefix=hosts.prefix(hosts.b),
@@ -229,6 +235,17 @@ def test_two_hosts_in_network_namespaces(tmp_path: Path) -> None:
             r = d.storm("logs", "Numbers", "--component", "sink", prefix=hosts.prefix(hosts.a))
             assert r.returncode == 0, r.stderr
             assert f"==> worker 1 on {by_index[1]}:6700" in r.stdout, r.stdout
+
+            def roles() -> dict[str, str]:  # nimbus id -> its row of `storm nimbuses`, alive ones only
+                r = d.storm("nimbuses", prefix=hosts.prefix(hosts.a))
+                return {line.split()[0]: line for line in r.stdout.splitlines()
+                        if line.strip().startswith("10.231.") and " yes " in line}
+
+            a_id, b_id = f"{NET_A}:6627", f"{NET_B}:6627"
+            wait_until(lambda: (lambda r: "leader" in r.get(a_id, "") and b_id in r)(roles()),
+                       "two nimbuses, A's leads", 30, d.diagnostics)
+            d.stop("nimbus", signal.SIGKILL)
+            wait_until(lambda: "leader" in roles().get(b_id, ""), "the nimbus on B leads", 40, d.diagnostics)
             r = d.storm("kill", "Numbers", "-w", "0", prefix=hosts.prefix(hosts.a))
             assert r.returncode == 0, r.stderr
             wait_until(lambda: not d.worker_processes(), "every worker on both hosts stops", 30, d.diagnostics)

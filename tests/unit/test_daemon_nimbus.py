@@ -158,3 +158,15 @@ def test_rebalance_stops_every_old_worker_before_the_new_layout(nimbus: Nimbus, 
     assert a["parallelism"] == {"sink": 3} and a["overrides"]["topology.workers"] == 2
     topo = nimbus.state.get_obj(paths.topology("Pipe"))
     assert topo["status"] == "ACTIVE" and topo["components"]["sink"]["tasks"] == [1, 2, 3]
+
+
+def test_a_second_nimbus_on_one_sqlite_state_refuses_to_start(nimbus: Nimbus, tmp_path: Path) -> None:
+    from storm._errors import StormError
+
+    conf = _config.merge({"storm.local.dir": str(tmp_path / "other"), "nimbus.port": 7000})
+    with pytest.raises(StormError, match="another nimbus .* already runs on the cluster state sqlite:.*"
+                                         "need the ZooKeeper state: set storm.zookeeper.servers"):
+        Nimbus(conf, SqliteState(tmp_path / "state.sqlite"))
+    assert call(nimbus, "ping")["leading"] is True
+    listed = call(nimbus, "nimbuses")
+    assert listed["leader"] == nimbus.id

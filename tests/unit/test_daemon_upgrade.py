@@ -1,0 +1,165 @@
+"""Nimbus's side of `storm upgrade`, in process: the layout comparison, the
+dry run, and the rolling steps driven by worker beats written by hand (the
+cluster test runs the real thing): one worker at a time, the next only after
+the new one ran healthy, a rollback when the new code fails to start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_daemon_nimbus import TOPOLOGY, add_supervisor, assignment, call, submit
+
+from storm import _config
+from storm.daemon._code import package_target
+from storm.daemon._nimbus import Nimbus
+from storm.daemon._state import SqliteState, paths
+from storm.daemon._upgrade import differences
+
+
+@pytest.fixture
+def nimbus(tmp_path: Path) -> Iterator[Nimbus]:
+    conf = _config.merge({"storm.local.dir": str(tmp_path / "local"), "nimbus.upgrade.healthy.secs": 2.0})
+    n = Nimbus(conf, SqliteState(tmp_path / "state.sqlite"))
+    yield n
+    n.state.close()
+
+
+def upgrade(n: Nimbus, tmp_path: Path, text: str, **args: Any) -> dict[str, Any]:
+    path = tmp_path / "v2" / "pipe.py"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    pkg, _ = package_target(str(path), {})
+    return call(n, "upgrade", name="Pipe", target=pkg.target, archive=pkg.archive, sha256=pkg.sha256,
+                overrides={}, **args)
+
+
+def beat(n: Nimbus, index: int, code_version: int, **fields: Any) -> None:
+    a = assignment(n)
+    n.state.put_obj(paths.beat("Pipe", index), {"topology_id": a["id"], "version": a["version"], "index": index,
+                                                "code_version": code_version, **fields})
+
+
+def topo(n: Nimbus) -> dict[str, Any]:
+    t = n.state.get_obj(paths.topology("Pipe"))
+    assert isinstance(t, dict)
+    return t
+
+
+def test_differences_name_each_change() -> None:
+    old = {"a": {"outputs": {"default": ["x"]}, "inputs": []},
+           "b": {"outputs": {}, "inputs": ["a.default>shuffle"]}}
+    new = {"a": {"outputs": {"default": ["x", "y"], "errors": ["e"]}, "inputs": []},
+           "c": {"outputs": {}, "inputs": ["a.default>fields(x)"]}}
+    assert differences(old, new) == [
+        "component 'c' is new", "component 'b' is gone",
+        "stream 'a.default' fields change from ['x'] to ['x', 'y']",
+        "component 'a' declares a new stream 'errors'",
+    ]
+    assert differences(old, old) == []
+
+
+def test_workers_move_one_at_a_time_then_a_failing_version_rolls_back(nimbus: Nimbus, tmp_path: Path) -> None:
+    add_supervisor(nimbus, "s1", [6700, 6701])
+    assert submit(nimbus, tmp_path, **{"topology.workers": 2})["ok"]
+    version = assignment(nimbus)["version"]
+    for i in (0, 1):
+        beat(nimbus, i, 1, status="running", pid=100 + i, uptime=50.0)
+    v2 = TOPOLOGY.replace("self.ack(tup)", "self.ack(tup)  # v2")
+    plan = upgrade(nimbus, tmp_path, v2, dry_run=True)
+    assert plan["ok"] and plan["to"] == 2 and [s["index"] for s in plan["plan"]] == [0, 1]
+    assert "upgrade" not in topo(nimbus)  # a dry run changes nothing
+    assert upgrade(nimbus, tmp_path, v2)["ok"]
+    assert "being upgraded already" in upgrade(nimbus, tmp_path, v2)["error"]
+    assert "being upgraded" in call(nimbus, "rebalance", name="Pipe", workers=1)["error"]
+    nimbus.monitor()
+    a = assignment(nimbus)
+    assert a["version"] == version  # the others keep running
+    assert [w.get("code_version") for w in a["workers"]] == [2, None]
+    listed = call(nimbus, "list")["topologies"][0]
+    assert listed["code_version"] == 1 and "0/2" in listed["upgrade"]
+    beat(nimbus, 0, 2, status="running", pid=200, uptime=0.5)  # not healthy for long enough yet
+    nimbus.monitor()
+    assert [w.get("code_version") for w in assignment(nimbus)["workers"]] == [2, None]
+    beat(nimbus, 0, 2, status="running", pid=200, uptime=3.0)
+    nimbus.monitor()
+    nimbus.monitor()
+    assert [w.get("code_version") for w in assignment(nimbus)["workers"]] == [2, 2]
+    beat(nimbus, 1, 2, status="running", pid=201, uptime=3.0)
+    nimbus.monitor()
+    nimbus.monitor()
+    t, a = topo(nimbus), assignment(nimbus)
+    assert t["code_version"] == 2 and "upgrade" not in t and t["last_upgrade"]["ok"]
+    assert a["code_version"] == 2 and all("code_version" not in w for w in a["workers"])
+    assert a["version"] == version
+
+    broken = TOPOLOGY.replace("self.ack(tup)", "self.ack(tup)  # v3")
+    assert upgrade(nimbus, tmp_path, broken)["ok"]
+    nimbus.monitor()
+    beat(nimbus, 0, 3, status="backoff", pid=0, fatal="RuntimeError: no prepare")
+    nimbus.monitor()
+    assert all("code_version" not in w for w in assignment(nimbus)["workers"])  # back on v2
+    beat(nimbus, 0, 2, status="running", pid=300, uptime=1.0)
+    nimbus.monitor()
+    t = topo(nimbus)
+    assert "upgrade" not in t and t["code_version"] == 2 and not t["last_upgrade"]["ok"]
+    assert "rolled back: worker 0 failed on the new code: RuntimeError: no prepare" in t["note"]
+
+
+def test_layout_changes_are_refused_by_name(nimbus: Nimbus, tmp_path: Path) -> None:
+    add_supervisor(nimbus, "s1", [6700])
+    assert submit(nimbus, tmp_path)["ok"]
+    renamed = TOPOLOGY.replace("sink = Sink.spec", "drain = Sink.spec").replace('outputs = ["n"]', 'outputs = ["n", "m"]')
+    error = upgrade(nimbus, tmp_path, renamed)["error"]
+    assert "cannot upgrade 'Pipe' live" in error
+    for needle in ("component 'drain' is new", "component 'sink' is gone",
+                   "stream 'source.default' fields change from ['n'] to ['n', 'm']"):
+        assert needle in error
+
+
+def test_a_worker_that_never_comes_up_on_the_new_code_rolls_back(nimbus: Nimbus, tmp_path: Path) -> None:
+    add_supervisor(nimbus, "s1", [6700])
+    assert submit(nimbus, tmp_path)["ok"]
+    beat(nimbus, 0, 1, status="running", pid=100, uptime=50.0)
+    assert upgrade(nimbus, tmp_path, TOPOLOGY.replace("self.ack(tup)", "self.ack(tup)  # v2"))["ok"]
+    nimbus.monitor()
+    beat(nimbus, 0, 2, status="starting", pid=200, uptime=0.0)
+    nimbus.monitor()
+    assert topo(nimbus)["upgrade"]["phase"] == "replacing"  # still within the start timeout
+    t = topo(nimbus)
+    t["upgrade"]["since"] -= 10_000
+    nimbus.state.put_obj(paths.topology("Pipe"), t)
+    nimbus.monitor()
+    assert topo(nimbus)["upgrade"]["phase"] == "rolling-back"
+    assert "did not come up on the new code within" in topo(nimbus)["upgrade"]["reason"]
+    beat(nimbus, 0, 1, status="running", pid=300, uptime=1.0)
+    nimbus.monitor()
+    assert "upgrade" not in topo(nimbus) and topo(nimbus)["code_version"] == 1
+    assert nimbus.state.children(paths.CODE) == [topo(nimbus)["sha"]]  # the new code is dropped again
+
+
+def test_a_new_leader_carries_the_upgrade_on(nimbus: Nimbus, tmp_path: Path) -> None:
+    add_supervisor(nimbus, "s1", [6700, 6701])
+    assert submit(nimbus, tmp_path, **{"topology.workers": 2})["ok"]
+    for i in (0, 1):
+        beat(nimbus, i, 1, status="running", pid=100 + i, uptime=50.0)
+    assert upgrade(nimbus, tmp_path, TOPOLOGY.replace("self.ack(tup)", "self.ack(tup)  # v2"))["ok"]
+    nimbus.monitor()
+    beat(nimbus, 0, 2, status="running", pid=200, uptime=5.0)
+    nimbus.election.resign()  # the leader goes; another nimbus (its own local dir) takes over
+    conf = _config.merge({"storm.local.dir": str(tmp_path / "other"), "nimbus.upgrade.healthy.secs": 2.0})
+    other = Nimbus(conf, SqliteState(tmp_path / "state.sqlite"))
+    try:
+        other.tick()  # fetches the code of both versions, leads, takes the next step
+        assert other.missing_code == [] and other.was_leading
+        other.monitor()
+        assert [w.get("code_version") for w in assignment(other)["workers"]] == [2, 2]
+        beat(other, 1, 2, status="running", pid=201, uptime=5.0)
+        other.monitor()
+        other.monitor()
+        assert topo(other)["code_version"] == 2 and "upgrade" not in topo(other)
+    finally:
+        other.election.resign()
+        other.state.close()
