@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import TypedDict
 
-from .._errors import ConfigError
+from ._errors import ConfigError
 
 # Storm's (log4j's) names beside Python's; OFF silences a logger.
 LEVELS: dict[str, int] = {

@@ -266,7 +266,8 @@ class AckTracker:
         """A spout started tree `root` with edges XORing to `xor`. The init is
         folded with this worker's acks of the same tree and sent by flush()."""
         pending = self.pending
-        pending[root] = pending.get(root, 0) ^ xor
+        folded = pending.get(root)
+        pending[root] = xor if folded is None else folded ^ xor
         self.inits[root] = spout_task
 
     # -- bolts -------------------------------------------------------------------
@@ -282,8 +283,12 @@ class AckTracker:
             for root, edge in roots.items():
                 pending[root] = pending.get(root, 0) ^ edge ^ av
         else:
+            # A leaf (no child anchored: av is 0) and a tree's first ack in a pass
+            # skip an XOR each: every XOR of 64-bit ids allocates an int.
             root = roots[0]
-            pending[root] = pending.get(root, 0) ^ roots[1] ^ av
+            value = roots[1] ^ av if av else roots[1]
+            folded = pending.get(root)
+            pending[root] = value if folded is None else folded ^ value
 
     def fail(self, tup: Tuple, src: int) -> None:
         """A bolt (task `src`) failed `tup`: fail each of its trees now."""

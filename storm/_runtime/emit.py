@@ -209,7 +209,8 @@ class BoltCollector(Collector):
                 d.count += 1
                 # One new edge: XORed into the anchor's ack value and carried by the child.
                 e = self.bits(64)
-                a.ack_val ^= e
+                av = a.ack_val
+                a.ack_val = av ^ e if av else e
                 roots = (ar[0], e) if type(ar) is not dict else dict.fromkeys(ar, e)
                 local = dl.local
                 if local is not None:
@@ -370,7 +371,7 @@ class SpoutCollector(Collector):
         edges: list[tuple[int, int]] | None = None if hooks is None else []
         for t in tasks:
             e = bits(64)
-            xor ^= e
+            xor = xor ^ e if xor else e
             deliver(t, values, sid, me, (root, e))
             if edges is not None:
                 edges.append((t, e))
