@@ -1,0 +1,107 @@
+"""KafkaSpout on real workers against a real Kafka-protocol broker
+(kafka_support): the retry limit commits a record and counts it as failed;
+AT_MOST_ONCE commits before it emits; bad settings stop the build with one
+clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kafka_support as ks
+import kafka_topos as kt
+import pytest
+from itest_support import wait_for
+
+from storm import LocalCluster, Topology
+from storm._errors import StormError
+from storm.kafka import KafkaSpout
+
+TOPOS = str(Path(kt.__file__).resolve())
+
+
+def _summaries(record_dir: Path, component: str) -> list[dict[str, Any]]:
+    out = []
+    for p in record_dir.glob(f"{component}-*.json"):
+        try:
+            out.append(json.loads(p.read_text()))
+        except ValueError:
+            continue  # being replaced
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_retry_limit_commits_the_record_and_counts_it_failed(cluster: LocalCluster, record_dir: Path) -> None:
+    with ks.broker() as broker:
+        topic = ks.topic_name("poison")
+        ks.create_topic(broker.address, topic, 2)
+        values = [b"poison %d" % i if i % 50 == 7 else b"fine %d" % i for i in range(300)]
+        ks.produce(broker.address, topic, ((None, v) for v in values), partition_of=lambda i: i % 2)
+        group = ks.topic_name("g")
+        conf = {kt.TOPIC: topic, "itest.dir": str(record_dir), "kafka.bootstrap.servers": broker.address,
+                "kafka.spout.group.id": group, "kafka.spout.retry.max.retries": 2,
+                "kafka.spout.retry.initial.delay.ms": 20, "kafka.spout.offset.commit.period.ms": 200,
+                "kafka.spout.consumer": ks.FAST_GROUP}
+        poisoned = sum(1 for v in values if v.startswith(b"poison"))
+        topo = cluster.submit(f"{TOPOS}:poison", config=conf)
+
+        def settled() -> bool:
+            s = _summaries(record_dir, "a_kafka")
+            return bool(s) and s[0]["retries_exhausted"] == poisoned and s[0]["acked"] == 300 - poisoned
+        wait_for(topo, settled, "every record acked or given up on", timeout=90)
+        wait_for(topo, lambda: ks.committed(broker.address, group, topic, 2) == {0: 150, 1: 150},
+                 "every offset committed, the given-up ones too", timeout=30)
+        topo.stop()
+    summary = _summaries(record_dir, "a_kafka")[0]
+    attempts = kt.read_lines(record_dir, "attempts")
+    # Each poison record: the first emit and two retries, then committed.
+    assert len(attempts) == poisoned * 3, attempts
+    assert summary["failed"] == poisoned * 3 and summary["retried"] == poisoned * 2, summary
+    print(f"\nretry limit: {poisoned} poison records tried 3 times each, committed; summary {summary}")
+
+
+@pytest.mark.timeout(120)
+def test_at_most_once_commits_before_it_emits(cluster: LocalCluster, record_dir: Path) -> None:
+    with ks.broker() as broker:
+        topic = ks.topic_name("amo")
+        ks.create_topic(broker.address, topic, 2)
+        ks.produce(broker.address, topic, ((None, b"r%d" % i) for i in range(200)))
+        group = ks.topic_name("g")
+        conf = {kt.TOPIC: topic, "itest.dir": str(record_dir), "kafka.bootstrap.servers": broker.address,
+                "kafka.spout.group.id": group, "kafka.spout.consumer": ks.FAST_GROUP}
+        topo = cluster.submit(f"{TOPOS}:at_most_once", config=conf)
+        wait_for(topo, lambda: len(kt.read_lines(record_dir, "probe")) >= 200, "every record probed", timeout=90)
+        topo.stop()
+    probes = kt.read_lines(record_dir, "probe")
+    early = [p for p in probes if int(p[2]) <= int(p[1])]
+    assert len({(p[0], p[1]) for p in probes}) == 200
+    assert not early, f"records seen by the bolt before their offset was committed: {early[:5]}"
+
+
+def _build(**conf: Any) -> Any:
+    class Bad(Topology):
+        config = {"kafka.bootstrap.servers": "127.0.0.1:9", **conf}
+        a = KafkaSpout.spec()
+
+    return Bad.build()
+
+
+@pytest.mark.parametrize(("conf", "message"), [
+    ({"kafka.spout.topics": ["t"], "kafka.spout.first.poll.offset.strategy": "SOMETIMES"},
+     "kafka.spout.first.poll.offset.strategy must be one of EARLIEST, LATEST, UNCOMMITTED_EARLIEST"),
+    ({"kafka.spout.topics": ["t"], "kafka.spout.processing.guarantee": "EXACTLY_TWICE"},
+     "kafka.spout.processing.guarantee must be one of AT_LEAST_ONCE, AT_MOST_ONCE, NO_GUARANTEE"),
+    ({}, "Kafka spout 'a' has no topics: set kafka.spout.topics"),
+    ({"kafka.spout.topics": ["t"], "kafka.spout.consumer": {"enable.auto.commit": True}},
+     "sets enable.auto.commit; the spout commits offsets itself"),
+    ({"kafka.spout.topics": ["t"], "kafka.spout.topic.pattern": "t.*"}, "not both"),
+    ({"kafka.spout.topic.pattern": "t[("}, "is not a regular expression"),
+    ({"kafka.spout.topics": ["t"], "kafka.spout.retry.max.retries": -1}, "kafka.spout.retry.max.retries"),
+])
+def test_bad_settings_are_one_clear_error_at_build_time(conf: dict[str, Any], message: str) -> None:
+    ks.client()
+    with pytest.raises(StormError) as err:
+        _build(**conf)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
