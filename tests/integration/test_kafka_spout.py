@@ -105,3 +105,42 @@ def test_bad_settings_are_one_clear_error_at_build_time(conf: dict[str, Any], me
         _build(**conf)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.timeout(150)
+def test_kafka_bolt_acks_only_after_delivery(cluster: LocalCluster, record_dir: Path) -> None:
+    """The broker is paused (SIGSTOP) mid-run: deliveries time out, their tuples
+    fail and are replayed; once it is back every number is written, and every
+    number the spout saw acked is in the topic."""
+    count = 3000
+    with ks.private_broker() as broker:
+        topic = ks.topic_name("out")
+        ks.create_topic(broker.address, topic, 2)
+        conf = {kt.TOPIC: topic, "itest.dir": str(record_dir), "kafka.bootstrap.servers": broker.address,
+                "itest.count": count, "itest.rate": 300,
+                "kafka.bolt.producer": {"message.timeout.ms": 1500, "socket.timeout.ms": 1000}}
+        topo = cluster.submit(f"{TOPOS}:producer", config=conf)
+
+        def acked() -> int:
+            return len(kt.read_lines(record_dir, "acks"))
+        wait_for(topo, lambda: acked() >= 600, "600 numbers written and acked", timeout=60)
+        broker.pause()
+        try:
+            paused_at = acked()
+            wait_for(topo, lambda: sum(s.get("failed", 0) for s in _summaries(record_dir, "a_numbers")) > 0,
+                     "tuples fail while the broker is paused", timeout=60)
+            acked_while_paused = acked() - paused_at
+        finally:
+            broker.resume()
+        wait_for(topo, lambda: any(s.get("finished") for s in _summaries(record_dir, "a_numbers")),
+                 "every number acked after the broker came back", timeout=90)
+        topo.stop()
+        written = [int(m.value()) for m in ks.read_all(broker.address, topic, 2)]
+    acks = {int(line[0]) for line in kt.read_lines(record_dir, "acks")}
+    summary = _summaries(record_dir, "a_numbers")[0]
+    assert acks == set(range(count))
+    assert set(written) >= acks, f"acked but not in the topic: {sorted(acks - set(written))[:10]}"
+    assert summary["failed"] > 0 and summary["replays"] > 0, summary
+    print(f"\nkafka bolt: {count} numbers, {summary['failed']} tuples failed while the broker was paused "
+          f"(acked in that time: {acked_while_paused}, reports already on their way), {summary['replays']} "
+          f"replays, {len(written)} records written ({len(written) - len(set(written))} duplicates)")
