@@ -33,6 +33,8 @@ SUMMARY_INTERVAL_SECS = 1.0
 log = logging.getLogger("storm.kafka")
 
 TopicPartitionKey = tuple[str, int]
+# What one emit attempt did (see KafkaSpout._emit_next).
+_EMITTED, _SKIPPED, _BLOCKED = object(), object(), object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +193,24 @@ class KafkaSpout(Spout):
             self.write_summary()
         if self._retry_waiting and self._emit_retry(now):
             return
+        polled = False
         while True:
             if not self._ready:
+                if polled:
+                    return
                 self._poll()
+                polled = True
                 if not self._ready:
                     return
-            if self._emit_next():
+            got = self._emit_next()
+            if got is _EMITTED:
                 return
+            if got is _BLOCKED:
+                # Every buffered partition's window is full (it is paused): others may have records.
+                if polled:
+                    return
+                self._poll()
+                polled = True
 
     def ack(self, msg_id: Any) -> None:
         po, offset = self._lookup(msg_id)
@@ -361,8 +374,10 @@ class KafkaSpout(Spout):
             for key in got:
                 self._maybe_pause(key)
 
-    def _emit_next(self) -> bool:
-        """Emit the next buffered record; False when none could be emitted."""
+    def _emit_next(self) -> object:
+        """Emit the next buffered record: _EMITTED, _SKIPPED (a record taken
+        without a tuple: skipped by the translator, or stale) or _BLOCKED (every
+        buffered partition's uncommitted window is full)."""
         ready = self._ready
         for _ in range(len(ready)):
             key = ready[0]
@@ -380,8 +395,8 @@ class KafkaSpout(Spout):
                 ready.popleft()
             else:
                 ready.rotate(-1)
-            return self._emit_record(key, po, record)
-        return False
+            return _EMITTED if self._emit_record(key, po, record) else _SKIPPED
+        return _BLOCKED if ready else _SKIPPED
 
     def _emit_record(self, key: TopicPartitionKey, po: PartitionOffsets, record: KafkaRecord) -> bool:
         got = self.translate(record)

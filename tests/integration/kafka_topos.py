@@ -190,3 +190,38 @@ def producer(conf: dict[str, Any]) -> Any:
         b_kafka = KafkaBolt.spec(inputs=[a_numbers], config={"kafka.bolt.topic": conf[TOPIC]})
 
     return KafkaProducer.build(conf)
+
+
+class HoldBolt(Bolt):
+    """Logs each record's offset and holds it un-acked until <itest.dir>/release exists."""
+
+    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+        self.fd = _append(conf, "held", context.task_id)
+        self.release = Path(conf[RECORD_DIR]) / "release"
+        self.held: list[Tuple] = []
+
+    def execute(self, tup: Tuple) -> None:
+        os.write(self.fd, f"{tup['partition']} {tup['offset']}\n".encode())
+        self.held.append(tup)
+        self._maybe_release()
+
+    def process_tick(self, tup: Tuple) -> None:
+        self._maybe_release()
+
+    def _maybe_release(self) -> None:
+        if self.held and self.release.exists():
+            for t in self.held:
+                self.ack(t)
+            self.held = []
+
+    def cleanup(self) -> None:
+        os.close(self.fd)
+
+
+def held(conf: dict[str, Any]) -> Any:
+    class KafkaHeld(Topology):
+        config = {"topology.workers": 1, "topology.message.timeout.secs": 60.0}
+        a_kafka = KafkaSpout.spec(config={**_spout_conf(conf), "kafka.spout.max.uncommitted.offsets": 20})
+        b_hold = HoldBolt.spec(inputs=[a_kafka], config={"topology.tick.tuple.freq.secs": 0.3})
+
+    return KafkaHeld.build(conf)

@@ -144,3 +144,35 @@ def test_kafka_bolt_acks_only_after_delivery(cluster: LocalCluster, record_dir: 
     print(f"\nkafka bolt: {count} numbers, {summary['failed']} tuples failed while the broker was paused "
           f"(acked in that time: {acked_while_paused}, reports already on their way), {summary['replays']} "
           f"replays, {len(written)} records written ({len(written) - len(set(written))} duplicates)")
+
+
+@pytest.mark.timeout(120)
+def test_max_uncommitted_offsets_pauses_a_partition_without_loss(cluster: LocalCluster,
+                                                                 record_dir: Path) -> None:
+    """With max.uncommitted.offsets 20 and a bolt holding every ack, the spout
+    emits 20 records of the partition and pauses it; once the acks come, the
+    rest follows and everything is committed."""
+    with ks.broker() as broker:
+        topic, group = ks.topic_name("window"), ks.topic_name("g")
+        ks.create_topic(broker.address, topic, 1)
+        ks.produce(broker.address, topic, ((None, b"r%d" % i) for i in range(200)))
+        conf = {kt.TOPIC: topic, "itest.dir": str(record_dir), "kafka.bootstrap.servers": broker.address,
+                "kafka.spout.group.id": group, "kafka.spout.offset.commit.period.ms": 200,
+                "kafka.spout.consumer": ks.FAST_GROUP}
+        topo = cluster.submit(f"{TOPOS}:held", config=conf)
+        wait_for(topo, lambda: len(kt.read_lines(record_dir, "held")) >= 20, "20 records held", timeout=60)
+        wait_for(topo, lambda: any(s.get("paused") == [f"{topic}:0"] for s in _summaries(record_dir, "a_kafka")),
+                 "the spout paused the partition", timeout=30)
+        # One more summary (the spout's loop writes it each second) while paused.
+        first = _summaries(record_dir, "a_kafka")[0]
+        marker = record_dir / "a_kafka-1.json"
+        stamp = marker.stat().st_mtime_ns
+        wait_for(topo, lambda: marker.stat().st_mtime_ns != stamp, "the spout wrote its summary again")
+        held_while_paused = len(kt.read_lines(record_dir, "held"))
+        assert held_while_paused == 20 and first["emitted"] == 20, (held_while_paused, first)
+        (record_dir / "release").write_text("")
+        wait_for(topo, lambda: ks.committed(broker.address, group, topic, 1) == {0: 200},
+                 "every offset committed after the acks", timeout=60)
+        topo.stop()
+    offsets = sorted({int(o) for _p, o in kt.read_lines(record_dir, "held")})
+    assert offsets == list(range(200))

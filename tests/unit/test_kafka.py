@@ -15,7 +15,12 @@ from storm import Topology
 from storm._errors import ConfigError, StormError
 from storm.cli._monitor import kafka_lag_note, kafka_lag_table
 from storm.kafka import KafkaBolt, KafkaSpout, PartitionOffsets
-from storm.kafka._settings import FirstPollOffsetStrategy, ProcessingGuarantee, confluent, spout_settings
+from storm.kafka._settings import (
+    FirstPollOffsetStrategy,
+    ProcessingGuarantee,
+    confluent,
+    spout_settings,
+)
 from storm.spouts import ListSpout
 
 
