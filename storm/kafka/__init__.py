@@ -50,8 +50,9 @@ Example::
 
 from ._bolt import KafkaBolt
 from ._offsets import PartitionOffsets
+from ._record import KafkaRecord, StreamValues
 from ._settings import EXTRA_HINT, FirstPollOffsetStrategy, ProcessingGuarantee, SpoutSettings
-from ._spout import DEFAULT_FIELDS, KafkaRecord, KafkaSpout, StreamValues
+from ._spout import DEFAULT_FIELDS, KafkaSpout
 
 __all__ = [
     "DEFAULT_FIELDS",

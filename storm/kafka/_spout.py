@@ -13,7 +13,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .._component import Spout
@@ -23,9 +22,10 @@ from .._tuple import DEFAULT_STREAM
 from ..spouts import SUMMARY_DIR_KEY
 from . import _settings as s
 from ._offsets import InFlight, PartitionOffsets
+from ._record import KafkaRecord, StreamValues, decode_record
 from ._settings import FirstPollOffsetStrategy, ProcessingGuarantee, SpoutSettings
 
-__all__ = ["DEFAULT_FIELDS", "KafkaRecord", "KafkaSpout", "StreamValues"]
+__all__ = ["DEFAULT_FIELDS", "KafkaSpout"]
 
 DEFAULT_FIELDS = ("topic", "partition", "offset", "key", "value", "timestamp")
 SUMMARY_INTERVAL_SECS = 1.0
@@ -35,53 +35,6 @@ log = logging.getLogger("storm.kafka")
 TopicPartitionKey = tuple[str, int]
 # What one emit attempt did (see KafkaSpout._emit_next).
 _EMITTED, _SKIPPED, _BLOCKED = object(), object(), object()
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaRecord:
-    """One consumed record. `key` and `value` are decoded: text when the bytes
-    are UTF-8 (else the bytes), and `value` parsed as JSON with
-    kafka.spout.value.json (text that is not JSON stays text); `raw_value` is
-    the bytes as they were. `timestamp` is in milliseconds (None if unknown)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: Any
-    value: Any
-    timestamp: int | None
-    headers: tuple[tuple[str, bytes], ...]
-    raw_value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class StreamValues:
-    """What a translator returns to emit a record on another stream than the default."""
-
-    stream: str
-    values: Sequence[Any]
-
-
-def _text(raw: bytes | None) -> Any:
-    if raw is None:
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-
-
-def _record(msg: Any, as_json: bool) -> KafkaRecord:
-    raw = msg.value()
-    value = _text(raw)
-    if as_json and isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass
-    kind, ts = msg.timestamp()
-    return KafkaRecord(msg.topic(), msg.partition(), msg.offset(), _text(msg.key()), value,
-                       ts if kind else None, tuple(msg.headers() or ()), raw)
 
 
 class KafkaSpout(Spout):
@@ -347,6 +300,7 @@ class KafkaSpout(Spout):
             self._logger.warning("Kafka spout '%s' task %d: poll failed: %s", self._component, self._task, exc)
             return
         got: dict[TopicPartitionKey, int] = {}
+        first: dict[TopicPartitionKey, int] = {}
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -361,12 +315,22 @@ class KafkaSpout(Spout):
                 buf = self._buffers[key] = deque()
             if not buf:
                 self._ready.append(key)
-            buf.append(_record(msg, st.value_json))
+            buf.append(decode_record(msg, st.value_json))
             got[key] = msg.offset() + 1
+            first.setdefault(key, msg.offset())
         if got and st.guarantee is ProcessingGuarantee.AT_MOST_ONCE:
             tp = self._ck.TopicPartition
             # Committed before any of them is emitted: a crash loses them, never repeats them.
-            self.consumer.commit(offsets=[tp(t, p, o) for (t, p), o in got.items()], asynchronous=False)
+            try:
+                self.consumer.commit(offsets=[tp(t, p, o) for (t, p), o in got.items()], asynchronous=False)
+            except self._ck.KafkaException as exc:
+                # Not committed: not emitted either; the poll is read again.
+                self._logger.warning("Kafka spout '%s' task %d: commit failed (%s); the poll is read again",
+                                     self._component, self._task, exc)
+                for key, offset in first.items():
+                    self._buffers.pop(key, None)
+                    self.consumer.seek(tp(key[0], key[1], offset))
+                return
             self.commits += 1
             for key, o in got.items():
                 self.partitions[key].last_commit = o

@@ -90,9 +90,9 @@ class OpaqueKafkaSpout(TridentSpout):
         return len(md.partitions)
 
     def _row(self, msg: Any) -> Sequence[Any]:
-        from ..kafka._spout import _record
+        from ..kafka._record import decode_record
 
-        record = _record(msg, self.value_json)
+        record = decode_record(msg, self.value_json)
         if self.translate is not None:
             return self.translate(record)
         if len(self.fields) == 1:
