@@ -21,6 +21,8 @@ class InFlight:
     values: list[Any]
     stream: str
     attempts: int = 1
+    #: Failed and waiting for its back-off (a second fail of it is ignored).
+    waiting: bool = False
 
 
 @dataclass

@@ -177,8 +177,11 @@ class KafkaSpout(Spout):
         po, offset = self._lookup(msg_id)
         if po is None:
             return
-        self.failed += 1
         record = po.in_flight[offset]
+        if record.waiting:
+            self.ignored_results += 1
+            return
+        self.failed += 1
         limit = self.settings.max_retries
         if limit is not None and record.attempts > limit:
             self.retries_exhausted += 1
@@ -186,6 +189,7 @@ class KafkaSpout(Spout):
             self.on_retries_exhausted(msg_id[0], msg_id[1], offset, record.values, record.attempts)
             self._maybe_resume(msg_id[0], msg_id[1], po)
             return
+        record.waiting = True
         po.schedule_retry(offset, time.monotonic() + self.settings.retry_delay(record.attempts))
         self._retry_waiting += 1
 
@@ -398,6 +402,7 @@ class KafkaSpout(Spout):
             self._retry_waiting = sum(len(p.retries) for p in self.partitions.values())
             record = po.in_flight[offset]
             record.attempts += 1
+            record.waiting = False
             self.retried += 1
             self.emit(record.values, record.stream, (key[0], key[1], offset, po.epoch))
             return True

@@ -1,8 +1,9 @@
 """Exactly-once Trident counts from Kafka on real workers (kafka_trident_topos):
-a topic of 20,000 sentences in 4 partitions, read by an opaque Kafka spout
-whose batches are offset ranges kept in the batch metadata, through random
-failed batches and a kill -9 of each worker, counted into SQLite, Redis and
-PostgreSQL: the final counts are exactly the true counts."""
+a topic of 12,000 sentences in 4 partitions, read by an opaque Kafka spout
+(and, on SQLite, a transactional one) whose batches are offset ranges kept in
+the batch metadata, through random failed batches and a kill -9 of each
+worker, counted into SQLite, Redis and PostgreSQL: the final counts are
+exactly the true counts."""
 
 from __future__ import annotations
 
@@ -28,29 +29,31 @@ from trident_topos_harness import (
 from storm import LocalCluster
 
 TARGET = str(Path(kto.__file__).resolve()) + ":wordcount"
-SENTENCES = 20_000
+SENTENCES = 12_000
 ENV = {"redis": "STORM_TEST_REDIS", "postgres": "STORM_TEST_POSTGRES"}
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    if request.param == "sqlite":
-        yield "sqlite", str(tmp_path / "state.sqlite")
+@pytest.fixture(params=[("sqlite", "opaque"), ("sqlite", "transactional"), ("redis", "opaque"),
+                        ("postgres", "opaque")], ids=lambda p: "-".join(p))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    kind, spout = request.param
+    if kind == "sqlite":
+        yield kind, str(tmp_path / "state.sqlite"), spout
         return
-    with server(request.param, ENV[request.param], tmp_path) as url:
-        yield request.param, url
+    with server(kind, ENV[kind], tmp_path) as url:
+        yield kind, url, spout
 
 
 @pytest.mark.timeout(200)
-def test_kafka_opaque_exactly_once_through_failures_and_kills(cluster: LocalCluster, tmp_path: Path,
-                                                              backend: tuple[str, str]) -> None:
-    kind, location = backend
+def test_kafka_exactly_once_through_failures_and_kills(cluster: LocalCluster, tmp_path: Path,
+                                                       backend: tuple[str, str, str]) -> None:
+    kind, location, spout = backend
     with ks.broker() as broker:
         topic = ks.topic_name("sentences")
         ks.create_topic(broker.address, topic, 4)
         ks.produce(broker.address, topic, ((None, s.encode()) for (s,) in tw.sentences(SENTENCES)),
                    partition_of=lambda i: i % 4)
-        conf = base_conf(tmp_path, **{tw.BACKEND: kind, tw.STATE: location, tw.KIND: "opaque",
+        conf = base_conf(tmp_path, **{tw.BACKEND: kind, tw.STATE: location, tw.KIND: spout,
                                       tw.BATCH: 200, tw.FAIL_RATE: 0.0002, tw.TABLE: ks.topic_name("wc").replace("-", "_"),
                                       kto.TOPIC: topic, "kafka.bootstrap.servers": broker.address})
         factory = tw.state_factory(conf)
@@ -73,7 +76,7 @@ def test_kafka_opaque_exactly_once_through_failures_and_kills(cluster: LocalClus
         topo.stop()
     check_exact(factory, expected)
     ncommits, again = check_commit_order(factory)
-    print(f"\nkafka -> {kind}: {SENTENCES} sentences, {sum(expected.values())} words exactly counted in "
+    print(f"\nkafka ({spout}) -> {kind}: {SENTENCES} sentences, {sum(expected.values())} words exactly counted in "
           f"{elapsed:.1f}s; kills (worker, committed txid, words then) {kills}; last txid {last}; "
           f"coordinator trees failed {failed}; commits {ncommits}, re-applied {again}")
     assert failed > 0, "no batch failed: the test proved little"
