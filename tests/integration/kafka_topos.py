@@ -16,6 +16,11 @@ reads the group's committed offset of its partition and logs both.
 
 `producer`: a ListSpout of numbers (rate-limited, acks logged) -> KafkaBolt.
 
+`streams`: a KafkaSpout on a topic regex whose translator (`route`) sends
+each record to stream `a` or `b` by topic -> one logging bolt per stream.
+
+`held`: KafkaSpout (max.uncommitted.offsets 20) -> a bolt holding every ack.
+
 Config keys: itest.dir, itest.topic, itest.count, itest.rate, and the
 kafka.* keys of storm.kafka."""
 
@@ -29,8 +34,8 @@ from typing import Any
 from topos_common import RECORD_DIR
 from topos_reliability import NumberSource
 
-from storm import Bolt, Topology, TopologyContext, Tuple
-from storm.kafka import KafkaBolt, KafkaSpout
+from storm import Bolt, Stream, Topology, TopologyContext, Tuple
+from storm.kafka import KafkaBolt, KafkaSpout, StreamValues
 from storm.spouts import SUMMARY_DIR_KEY
 
 TOPIC = "itest.topic"
@@ -225,3 +230,35 @@ def held(conf: dict[str, Any]) -> Any:
         b_hold = HoldBolt.spec(inputs=[a_kafka], config={"topology.tick.tuple.freq.secs": 0.3})
 
     return KafkaHeld.build(conf)
+
+
+def route(record: Any) -> Any:
+    """A record translator (kafka.spout.record.translator = kafka_topos:route):
+    records of topics ending in -a go to stream `a`, the others to `b`."""
+    stream = "a" if record.topic.endswith("-a") else "b"
+    return StreamValues(stream, [record.topic, record.value])
+
+
+class StreamLog(Bolt):
+    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+        self.fd = _append(conf, f"stream-{context.component_id}", context.task_id)
+
+    def execute(self, tup: Tuple) -> None:
+        os.write(self.fd, f"{tup.stream} {tup['topic']} {tup['value']}\n".encode())
+        self.ack(tup)
+
+    def cleanup(self) -> None:
+        os.close(self.fd)
+
+
+def streams(conf: dict[str, Any]) -> Any:
+    class KafkaStreams(Topology):
+        config = {"topology.workers": 1}
+        a_kafka = KafkaSpout.spec(
+            outputs=[Stream(["topic", "value"], name="a"), Stream(["topic", "value"], name="b")],
+            config={"kafka.spout.topic.pattern": conf[TOPIC], SUMMARY_DIR_KEY: conf[RECORD_DIR],
+                    "kafka.spout.record.translator": "kafka_topos:route"})
+        b_a = StreamLog.spec(inputs=[a_kafka["a"]])
+        c_b = StreamLog.spec(inputs=[a_kafka["b"]])
+
+    return KafkaStreams.build(conf)

@@ -1,6 +1,9 @@
-"""KafkaSpout on real workers against a real Kafka-protocol broker
-(kafka_support): the retry limit commits a record and counts it as failed;
-AT_MOST_ONCE commits before it emits; bad settings stop the build with one
+"""KafkaSpout and KafkaBolt on real workers against a real Kafka-protocol
+broker (kafka_support): the retry limit commits a record and counts it as
+failed; AT_MOST_ONCE commits before it emits; NO_GUARANTEE commits what it
+polled and never replays; max.uncommitted.offsets pauses a partition without
+loss; a regex subscription with a translator to two streams; the bolt acks
+only after the broker confirmed a write; bad settings stop the build with one
 clear error."""
 
 from __future__ import annotations
@@ -176,3 +179,42 @@ def test_max_uncommitted_offsets_pauses_a_partition_without_loss(cluster: LocalC
         topo.stop()
     offsets = sorted({int(o) for _p, o in kt.read_lines(record_dir, "held")})
     assert offsets == list(range(200))
+
+
+@pytest.mark.timeout(120)
+def test_regex_subscription_and_a_translator_to_two_streams(cluster: LocalCluster, record_dir: Path) -> None:
+    with ks.broker() as broker:
+        base = ks.topic_name("multi")
+        for suffix in ("a", "b"):
+            ks.create_topic(broker.address, f"{base}-{suffix}", 1)
+            ks.produce(broker.address, f"{base}-{suffix}", ((None, f"{suffix}{i}".encode()) for i in range(30)))
+        conf = {kt.TOPIC: f"^{base}-.*", "itest.dir": str(record_dir), "kafka.bootstrap.servers": broker.address,
+                "kafka.spout.consumer": ks.FAST_GROUP}
+        topo = cluster.submit(f"{TOPOS}:streams", config=conf)
+        wait_for(topo, lambda: len(kt.read_lines(record_dir, "stream-b_a")) >= 30
+                 and len(kt.read_lines(record_dir, "stream-c_b")) >= 30, "both topics on their streams", timeout=90)
+        topo.stop()
+    a = {tuple(x) for x in kt.read_lines(record_dir, "stream-b_a")}
+    b = {tuple(x) for x in kt.read_lines(record_dir, "stream-c_b")}
+    assert a == {("a", f"{base}-a", f"a{i}") for i in range(30)}
+    assert b == {("b", f"{base}-b", f"b{i}") for i in range(30)}
+
+
+@pytest.mark.timeout(120)
+def test_no_guarantee_commits_what_was_polled_and_never_replays(cluster: LocalCluster, record_dir: Path) -> None:
+    """Every record fails downstream; with NO_GUARANTEE nothing is replayed and
+    the polled positions are committed all the same."""
+    with ks.broker() as broker:
+        topic, group = ks.topic_name("nog"), ks.topic_name("g")
+        ks.create_topic(broker.address, topic, 2)
+        ks.produce(broker.address, topic, ((None, b"poison %d" % i) for i in range(100)),
+                   partition_of=lambda i: i % 2)
+        conf = {kt.TOPIC: topic, "itest.dir": str(record_dir), "kafka.bootstrap.servers": broker.address,
+                "kafka.spout.group.id": group, "kafka.spout.processing.guarantee": "NO_GUARANTEE",
+                "kafka.spout.offset.commit.period.ms": 200, "kafka.spout.consumer": ks.FAST_GROUP}
+        topo = cluster.submit(f"{TOPOS}:poison", config=conf)
+        wait_for(topo, lambda: ks.committed(broker.address, group, topic, 2) == {0: 50, 1: 50},
+                 "the polled positions committed", timeout=60)
+        topo.stop()
+    attempts = kt.read_lines(record_dir, "attempts")
+    assert len(attempts) == 100 and len({tuple(a) for a in attempts}) == 100, "a record was replayed"
