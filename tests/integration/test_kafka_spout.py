@@ -164,15 +164,16 @@ def test_max_uncommitted_offsets_pauses_a_partition_without_loss(cluster: LocalC
                 "kafka.spout.consumer": ks.FAST_GROUP}
         topo = cluster.submit(f"{TOPOS}:held", config=conf)
         wait_for(topo, lambda: len(kt.read_lines(record_dir, "held")) >= 20, "20 records held", timeout=60)
-        wait_for(topo, lambda: any(s.get("paused") == [f"{topic}:0"] for s in _summaries(record_dir, "a_kafka")),
-                 "the spout paused the partition", timeout=30)
+        wait_for(topo, lambda: any(s.get("paused") == [f"{topic}:0"] and s.get("emitted") == 20
+                                   for s in _summaries(record_dir, "a_kafka")),
+                 "the spout emitted 20 records and paused the partition", timeout=30)
         # One more summary (the spout's loop writes it each second) while paused.
-        first = _summaries(record_dir, "a_kafka")[0]
         marker = record_dir / "a_kafka-1.json"
         stamp = marker.stat().st_mtime_ns
         wait_for(topo, lambda: marker.stat().st_mtime_ns != stamp, "the spout wrote its summary again")
+        latest = _summaries(record_dir, "a_kafka")[0]
         held_while_paused = len(kt.read_lines(record_dir, "held"))
-        assert held_while_paused == 20 and first["emitted"] == 20, (held_while_paused, first)
+        assert held_while_paused == 20 and latest["emitted"] == 20, (held_while_paused, latest)
         (record_dir / "release").write_text("")
         wait_for(topo, lambda: ks.committed(broker.address, group, topic, 1) == {0: 200},
                  "every offset committed after the acks", timeout=60)
