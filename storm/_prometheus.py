@@ -7,7 +7,7 @@ it owns one HTTP server thread and nothing else."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
@@ -101,11 +101,15 @@ def collect_families(topologies: Sequence[TopologyStats]) -> list[Metric]:
 
 
 class _Collector(Collector):
-    def __init__(self, source: Callable[[], Sequence[TopologyStats]]) -> None:
+    def __init__(self, source: Callable[[], Sequence[TopologyStats]],
+                 extra: Callable[[], Iterable[Metric]] | None = None) -> None:
         self.source = source
+        self.extra = extra
 
     def collect(self) -> Iterator[Metric]:
         yield from collect_families(self.source())
+        if self.extra is not None:
+            yield from self.extra()
 
 
 class PrometheusExporter:
@@ -115,9 +119,11 @@ class PrometheusExporter:
         print(exporter.port)
     """
 
-    def __init__(self, source: Callable[[], Sequence[TopologyStats]], port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, source: Callable[[], Sequence[TopologyStats]], port: int, host: str = "127.0.0.1",
+                 extra: Callable[[], Iterable[Metric]] | None = None) -> None:
+        # `extra`: more families read at scrape time (the Kafka spouts' lag, storm.kafka._lag).
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(source))
+        self.registry.register(_Collector(source, extra))
         self.host = host
         self.port = port
         self._server: Any = None

@@ -21,6 +21,9 @@ Config keys (all optional, -c key=value):
 ``alerting.demo.cycle.secs``  length of the scripted cycle (default 60)
 ``alerting.demo.start.secs``  where in the cycle to start (default 0; 8 starts with the hot CPU)
 ``alerting.demo.count``       stop after this many events (default: run forever)
+``alerting.source``           ``kafka``: read the events from Kafka instead of the generator, a
+                              JSON object per record (as above), with ``kafka.bootstrap.servers``
+                              and ``kafka.spout.topics`` (default [metrics]); any storm.kafka key applies
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from storm import Grouping, Spout, Topology, TopologySpec
+from storm import ComponentSpec, ConfigError, Grouping, Spout, Topology, TopologySpec
 from storm._topology import build_spec
 from storm.alerting import RULES_KEY, WATERMARK_STREAM, RuleEvalBolt, RuleMatchBolt, load_rules
 from storm.sinks import FileSink, StdoutSink, WebhookSink
@@ -117,8 +121,32 @@ class Alerting(Topology):
         # A bad rules file stops the build here, with one error naming the rule and field.
         load_rules(conf[RULES_KEY])
         specs = list(cls._specs)
+        source = conf.get("alerting.source")
+        if source == "kafka":
+            specs = _from_kafka(specs, conf)
+        elif source not in (None, "generator"):
+            raise ConfigError(f"alerting.source must be 'kafka' or 'generator', got {source!r}")
         url = conf.get("alerting.webhook.url")
         if url:
             specs.append(WebhookSink.spec(name="webhook", inputs=[cls.evaluate],
                                           config={"sinks.webhook.url": url}))
         return build_spec(cls.__name__, specs, conf)
+
+
+def _from_kafka(specs: list[ComponentSpec], conf: dict[str, Any]) -> list[ComponentSpec]:
+    """The specs with the generator replaced by a KafkaSpout of the same name
+    (JSON values, one field `event`), and the matcher reading from it."""
+    from storm.kafka import KafkaSpout
+
+    conf.setdefault("kafka.spout.topics", ["metrics"])
+    kafka = KafkaSpout.spec(name="metrics", outputs=["event"],
+                            config={"kafka.spout.value.json": True, "kafka.spout.record.translator": "value"})
+    out = []
+    for spec in specs:
+        if spec is Alerting.metrics:
+            out.append(kafka)
+        elif spec is Alerting.match:
+            out.append(replace(spec, inputs=[kafka]))
+        else:
+            out.append(spec)
+    return out

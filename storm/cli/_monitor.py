@@ -44,6 +44,34 @@ def fetch_stats(client: Any, name: str) -> TopologyStats:
     return stats_from_json(client.call("stats", name=name))
 
 
+def kafka_lag_table(kafka: Any) -> RenderableType | None:
+    """The Kafka spouts' lag of a `stats` answer (its "kafka" entry), or None."""
+    if not isinstance(kafka, dict):
+        return None
+    if kafka.get("error"):
+        return Text(f"kafka lag: {kafka['error']}", style="yellow")
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=0, title="kafka lag",
+              title_justify="left")
+    for col in ("component", "topic", "partition", "committed", "end", "lag"):
+        t.add_column(col, justify="left" if col in ("component", "topic") else "right", no_wrap=True)
+    for r in kafka.get("partitions") or []:
+        t.add_row(str(r["component"]), str(r["topic"]), str(r["partition"]),
+                  "-" if r.get("committed") is None else str(r["committed"]), str(r["end"]), str(r["lag"]))
+    return t
+
+
+def kafka_lag_note(kafka: Any) -> str:
+    """One line for the live dashboard: total lag per topic."""
+    if not isinstance(kafka, dict):
+        return ""
+    if kafka.get("error"):
+        return "kafka lag unknown"
+    per_topic: dict[str, int] = {}
+    for r in kafka.get("partitions") or []:
+        per_topic[str(r["topic"])] = per_topic.get(str(r["topic"]), 0) + int(r["lag"])
+    return "kafka lag " + ", ".join(f"{t} {n}" for t, n in sorted(per_topic.items())) if per_topic else ""
+
+
 def sort_components(components: Sequence[ComponentStats], sort: str) -> list[ComponentStats]:
     """Spouts first then bolts (flow), or by 10 s rate, capacity or name; system
     components always last."""
@@ -174,7 +202,11 @@ def stats(
     if as_json:
         print(json.dumps(data, indent=2, sort_keys=True))
         return
-    Console(highlight=False).print(stats_tables(stats_from_json(data), [window] if window else WINDOW_NAMES))
+    console = Console(highlight=False)
+    console.print(stats_tables(stats_from_json(data), [window] if window else WINDOW_NAMES))
+    lag = kafka_lag_table(data.get("kafka"))
+    if lag is not None:
+        console.print(lag)
 
 
 class KeyReader:
@@ -220,7 +252,8 @@ class KeyReader:
 
 def run_monitor(console: Console, fetch: Callable[[str], TopologyStats], names: Callable[[], list[str]],
                 name: str | None, interval: float, keys: Callable[[float], str | None],
-                window: str = "all", max_frames: int | None = None) -> int:
+                window: str = "all", max_frames: int | None = None,
+                extra_note: Callable[[str], str] | None = None) -> int:
     """The live loop: redraw every `interval` s until q (or `max_frames` frames)."""
     sort = "flow"
     trends: dict[str, deque[float]] = {}
@@ -240,8 +273,10 @@ def run_monitor(console: Console, fetch: Callable[[str], TopologyStats], names: 
                     current = fetch(name)
                     trend = trends.setdefault(name, deque(maxlen=40))
                     trend.append(spout_rate(current))
-                    view = monitor_view(current, window=window, sort=sort, note=note or "keys q w s t",
-                                        trend=list(trend))
+                    shown = note or "keys q w s t"
+                    more = extra_note(name) if extra_note is not None else ""
+                    view = monitor_view(current, window=window, sort=sort,
+                                        note=f"{more} · {shown}" if more else shown, trend=list(trend))
                 except StormError as exc:
                     view = Text(f"{name}: {exc}", style="red")
             live.update(view, refresh=True)
@@ -295,8 +330,14 @@ def monitor(
     reader = KeyReader()
     try:
         with reader.active():
-            run_monitor(Console(highlight=False), lambda n: fetch_stats(client, n), names, name, interval,
-                        reader.read, window=window)
+            lags: dict[str, Any] = {}
+
+            def fetch(n: str) -> TopologyStats:
+                data = client.call("stats", name=n)
+                lags[n] = data.get("kafka")
+                return stats_from_json(data)
+            run_monitor(Console(highlight=False), fetch, names, name, interval, reader.read, window=window,
+                        extra_note=lambda n: kafka_lag_note(lags.get(n)))
     except StormError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:

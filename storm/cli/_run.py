@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
@@ -130,12 +130,28 @@ def _start_exporter(console: Console, topo: LocalTopology) -> PrometheusExporter
         return None
     host = str(topo.spec.config.get("storm.prometheus.host") or "127.0.0.1")
     try:
-        exporter = PrometheusExporter(lambda: [topo.stats()], int(port), host).start()
+        exporter = PrometheusExporter(lambda: [topo.stats()], int(port), host,
+                                      extra=_kafka_lag_families(topo)).start()
     except OSError as exc:
         raise StormError(f"cannot serve Prometheus metrics on {host}:{port} ({exc}); "
                          "set storm.prometheus.port to a free port, or 0 for any") from None
     console.print(f"prometheus metrics on {exporter.url}", highlight=False)
     return exporter
+
+
+def _kafka_lag_families(topo: LocalTopology) -> Callable[[], list[Any]] | None:
+    """The Kafka spouts' lag families of `topo` for its endpoint, or None without Kafka spouts."""
+    if not any("KafkaSpout" in {k.__name__ for k in c.cls.__mro__} for c in topo.spec.components.values()):
+        return None
+    from ..kafka._lag import LagReader, kafka_sources, lag_families
+
+    sources = kafka_sources(topo.spec)
+    reader = LagReader()
+
+    def families() -> list[Any]:
+        rows = reader.lag(topo.name, sources)
+        return lag_families([(topo.name, rows)] if isinstance(rows, list) else [])
+    return families
 
 
 def _kill_leftovers(cluster: LocalCluster) -> int:

@@ -58,7 +58,8 @@ def describe_spec(spec: TopologySpec) -> dict[str, Any]:
         "tasks": spec.num_tasks,
         "message_timeout": float(spec.config.get("topology.message.timeout.secs") or 30),
         "components": {
-            c.name: {"par": c.par, "tasks": list(c.tasks), "spout": c.is_spout, "system": c.system}
+            c.name: {"par": c.par, "tasks": list(c.tasks), "spout": c.is_spout, "system": c.system,
+                     **_kafka_source(spec, c)}
             for c in spec.components.values()
         },
         # What `storm upgrade` compares: the streams' fields and who reads them how.
@@ -68,6 +69,16 @@ def describe_spec(spec: TopologySpec) -> dict[str, Any]:
             for c in spec.components.values() if not c.system
         },
     }
+
+
+def _kafka_source(spec: TopologySpec, c: Any) -> dict[str, Any]:
+    """A KafkaSpout's brokers, group and topics, for the lag in `storm stats`."""
+    if not c.is_spout or "KafkaSpout" not in {k.__name__ for k in c.cls.__mro__}:
+        return {}
+    from ..kafka._lag import source_info
+
+    info = source_info(c.cls, {**spec.config, **c.config}, c.name)
+    return {"kafka": dict(info)} if info is not None else {}
 
 
 # -- packing -----------------------------------------------------------------------

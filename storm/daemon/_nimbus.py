@@ -425,6 +425,7 @@ class Nimbus:
         assignments = self._assignments()
         topologies = {k: v for k, v in self.state.children_objs(paths.TOPOLOGIES).items() if isinstance(v, dict)}
         exported: dict[str, TopologyStats] = {}
+        exported_topologies: dict[str, dict[str, Any]] = {}
         for name, topo in topologies.items():
             status = topo.get("status")
             if status == KILLED:
@@ -449,6 +450,7 @@ class Nimbus:
                 self.upgrader.step(topo, a, beats, now)
             if self.exporter is not None:
                 exported[name] = self.topology_stats(name)
+                exported_topologies[name] = topo
             lost = [w for w in a["workers"] if not sups.get(w["supervisor"], {}).get("alive")]
             if lost and time.monotonic() - self.started > self.sup_timeout:
                 log.warning("topology %s: supervisor(s) %s lost; rescheduling", name,
@@ -466,6 +468,7 @@ class Nimbus:
                 del self.histories[name]
         # The exporter's thread reads this snapshot: it never touches the store.
         self.exported = exported
+        self.exported_topologies = exported_topologies
         self.state.put_obj(paths.NIMBUS, self._record())
 
     def _rebalance_step(self, topo: dict[str, Any], assignments: dict[str, dict[str, Any]],
@@ -703,7 +706,8 @@ class Nimbus:
 
         host = str(self.conf.get("storm.prometheus.host") or "127.0.0.1")
         try:
-            self.exporter = PrometheusExporter(lambda: list(self.exported.values()), int(port), host).start()
+            self.exporter = PrometheusExporter(lambda: list(self.exported.values()), int(port), host,
+                                               extra=self._kafka_families).start()
         except OSError as exc:
             raise StormError(f"nimbus cannot serve Prometheus metrics on {host}:{port} ({exc}); "
                              "set storm.prometheus.port") from exc
@@ -791,5 +795,37 @@ class Nimbus:
                 "workers": len(beats), "trees": trees}
 
     def op_stats(self, msg: Mapping[str, Any]) -> dict[str, Any]:
-        """Every figure of one topology over the metrics windows (storm stats, storm monitor)."""
-        return self.topology_stats(str(msg.get("name"))).to_json()
+        """Every figure of one topology over the metrics windows (storm stats, storm monitor),
+        and the consumer-group lag of its Kafka spouts (read from the brokers)."""
+        name = str(msg.get("name"))
+        out = self.topology_stats(name).to_json()
+        sources = _kafka_sources(self._topology(name))
+        if sources:
+            rows = self._lag_reader().lag(name, sources)
+            out["kafka"] = {"partitions": rows} if isinstance(rows, list) else {"error": rows}
+        return out
+
+    def _lag_reader(self) -> Any:
+        from ..kafka._lag import LagReader
+
+        if getattr(self, "lag_reader", None) is None:
+            self.lag_reader = LagReader()
+        return self.lag_reader
+
+    def _kafka_families(self) -> list[Any]:
+        """The Kafka lag families of the exported topologies (at scrape time)."""
+        sources = {n: _kafka_sources(t) for n, t in getattr(self, "exported_topologies", {}).items()}
+        sources = {n: src for n, src in sources.items() if src}
+        if not sources:
+            return []
+        from ..kafka._lag import lag_families
+
+        reader = self._lag_reader()
+        rows = [(n, got) for n, src in sources.items() if isinstance(got := reader.lag(n, src), list)]
+        return lag_families(rows)
+
+
+def _kafka_sources(topo: Mapping[str, Any]) -> dict[str, Any]:
+    """{component: Kafka source} of a stored topology's Kafka spouts (storm.daemon._code)."""
+    return {c: v["kafka"] for c, v in (topo.get("components") or {}).items()
+            if isinstance(v, dict) and v.get("kafka")}

@@ -17,6 +17,7 @@ Example::
 
 from ._backends import PostgresState, RedisState
 from ._executor import MasterCoordinator, TridentBolt
+from ._kafka import OpaqueKafkaSpout, TransactionalKafkaSpout
 from ._operations import (
     Aggregator,
     CombinerAggregator,
@@ -57,6 +58,7 @@ __all__ = [
     "MetaStore",
     "Min",
     "NonTransactionalListSpout",
+    "OpaqueKafkaSpout",
     "OpaqueListSpout",
     "PostgresState",
     "ReducerAggregator",
@@ -65,6 +67,7 @@ __all__ = [
     "StateFactory",
     "Stream",
     "Sum",
+    "TransactionalKafkaSpout",
     "TransactionalListSpout",
     "TridentBolt",
     "TridentSpout",

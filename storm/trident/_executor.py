@@ -284,6 +284,8 @@ class TridentBolt(Bolt):
                 self.report_error(exc)
             self._finish(b, [tup])
             return
+        # A source whose offsets may have gaps (Kafka) reads a range and says where it ended.
+        reader = getattr(spout, "read_range", None)
         for p in self.partitions:
             stored = self.meta.get(self.component, p, txid)
             span = stored if spout.kind == "transactional" else None
@@ -298,15 +300,24 @@ class TridentBolt(Bolt):
                     del self.batches[txid]
                     self.fail(tup)
                     return
-                rows = spout.read(p, start, spout.batch_size)
-                span = (start, start + len(rows))
+                if reader is not None:
+                    rows, stop = reader(p, start, spout.batch_size, None)
+                    span = (start, stop)
+                else:
+                    rows = spout.read(p, start, spout.batch_size)
+                    span = (start, start + len(rows))
                 if stored is not None and stored != span:
                     # Opaque: this replay holds other tuples than an earlier attempt.
                     self.log(f"opaque replay: txid {txid} partition {p} was {stored}, now {span}")
                 self.meta.put(self.component, p, txid, span[0], span[1], drop_later=spout.kind != "transactional")
             else:
-                rows = spout.read(p, span[0], span[1] - span[0])
-                if len(rows) != span[1] - span[0]:
+                if reader is not None:
+                    rows, stop = reader(p, span[0], span[1] - span[0], span[1])
+                    complete = stop == span[1]
+                else:
+                    rows = spout.read(p, span[0], span[1] - span[0])
+                    complete = len(rows) == span[1] - span[0]
+                if not complete:
                     raise RuntimeError(f"transactional spout of '{self.component}': partition {p} "
                                        f"no longer holds offsets {span} of txid {txid}")
             try:

@@ -263,9 +263,9 @@ def test_public_surface_of_storm_trident() -> None:
 
     assert sorted(trident.__all__) == sorted([
         "Aggregator", "CombinerAggregator", "Count", "First", "GroupedStream", "MasterCoordinator",
-        "Max", "MemoryState", "MetaStore", "Min", "NonTransactionalListSpout", "OpaqueListSpout", "PostgresState",
+        "Max", "MemoryState", "MetaStore", "Min", "NonTransactionalListSpout", "OpaqueKafkaSpout", "OpaqueListSpout", "PostgresState",
         "ReducerAggregator", "RedisState", "SQLiteState", "StateFactory", "Stream", "Sum",
-        "TransactionalListSpout", "TridentBolt", "TridentSpout", "TridentState", "TridentTopology",
+        "TransactionalKafkaSpout", "TransactionalListSpout", "TridentBolt", "TridentSpout", "TridentState", "TridentTopology",
         "TxidMapState", "encode_key", "opaque_update", "transactional_update",
     ])
     for name in trident.__all__:
