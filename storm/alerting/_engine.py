@@ -87,11 +87,20 @@ class _KeyState:
         self.panes: list[Pane] = []  # non-empty panes only, by index
         self.firing = False
         self.fired_at: float | None = None
-        # Absence: the newest event time before the last window end evaluated,
-        # and the newest per pane not evaluated yet (events may come out of order).
-        self.before: float | None = None
-        self.pending: dict[int, float] = {}
         self.ref: float | None = None  # anomaly: the shift of the stored values
+
+    def __getattr__(self, name: str) -> Any:
+        # Absence fields, made on first use (most keys never need them; a key
+        # is made and dropped often, so its construction is on the hot path).
+        if name == "before":
+            self.before: float | None = None
+            return None
+        if name == "pending":
+            # Absence: the newest event time per pane not evaluated yet (events may
+            # come out of order); ``before``: the newest before the last end evaluated.
+            self.pending: dict[int, float] = {}
+            return self.pending
+        raise AttributeError(name)
 
     def pane(self, idx: int) -> tuple[Pane, bool]:
         """The pane ``idx``, made if missing; True if it was made."""
@@ -130,7 +139,7 @@ class _RuleState:
     seconds, L = gcd(window, slide); a window ending at pane e covers [e - W, e)."""
 
     __slots__ = ("rule", "kind", "keys", "L", "W", "S", "span", "agg", "q", "exact", "field",
-                 "due", "heap", "next_e", "next_end", "matcher")
+                 "due", "heap", "next_e", "next_end", "matcher", "mode", "empty_holds", "detail")
 
     def __init__(self, rule: Rule) -> None:
         cond = rule.condition
@@ -146,8 +155,20 @@ class _RuleState:
         self.q = cond.quantile
         self.exact = cond.exact
         self.field = cond.field
-        # Window ends (in panes) at which some key must be evaluated, and which.
-        self.due: dict[int, dict[str, None]] = {}
+        # What observe does with a value: 0 count, 1 sum/avg, 2 min, 3 max, 4 quantile, 5 anomaly.
+        if cond.kind == "anomaly":
+            self.mode = 5
+        elif self.q is not None:
+            self.mode = 4
+        else:
+            self.mode = {"count": 0, "sum": 1, "avg": 1, "min": 2, "max": 3}.get(self.agg, 0)
+        label = f"{cond.aggregate}({cond.field})" if cond.field else cond.aggregate
+        self.detail = f"{label} over {cond.window:g}s"  # a threshold alert's message
+        # Whether an empty window holds (count < 3 does): else an empty key needs no check.
+        self.empty_holds = (cond.kind == "threshold" and self.agg == "count" and cond.compare(0.0))
+        # Window ends (in panes) at which some keys must be evaluated (a key may
+        # be listed twice; evaluation takes each once).
+        self.due: dict[int, list[str]] = {}
         self.heap: list[int] = []
         self.next_e: int | None = None  # absence: the next window end (every slide)
         self.next_end: float | None = None  # the next end in seconds (for next_due)
@@ -155,9 +176,10 @@ class _RuleState:
     def schedule(self, key: str, e: int) -> None:
         keys = self.due.get(e)
         if keys is None:
-            keys = self.due[e] = {}
+            self.due[e] = [key]
             heapq.heappush(self.heap, e)
-        keys[key] = None
+        else:
+            keys.append(key)
 
     def ends_of(self, idx: int) -> tuple[int, ...]:
         """The window ends at which a new pane ``idx`` can change a verdict: it
@@ -229,37 +251,55 @@ class RuleEngine:
                 if end < self._due:
                     self._due = end
             return True
-        if value is None and rs.agg != "count":
+        mode = rs.mode
+        if value is None and mode:
             return True  # nothing to aggregate (the match bolt skips such events)
         if st is None:
             st = rs.keys[key] = _KeyState()
-        pane, new = st.pane(idx)
+        panes = st.panes
+        last = panes[-1].idx if panes else -1 << 62
+        if last == idx:
+            pane = panes[-1]
+            new = False
+        elif last < idx:
+            pane = Pane(idx)
+            panes.append(pane)
+            new = True
+        else:
+            pane, new = st.pane(idx)
         pane.n += 1
-        if value is not None:
+        if mode:
             v = float(value)
-            if kind == "anomaly":
+            if mode == 1:
+                pane.add_sum(v)
+            elif mode == 3:
+                if v > pane.mx:
+                    pane.mx = v
+            elif mode == 2:
+                if v < pane.mn:
+                    pane.mn = v
+            elif mode == 4:
+                pane.add_value(v, rs.exact)
+            else:
                 ref = st.ref
                 if ref is None:
                     ref = st.ref = v
                 d = v - ref
                 pane.add_sum(d)
                 pane.ss += d * d
-            elif rs.q is not None:
-                pane.add_value(v, rs.exact)
-            else:
-                agg = rs.agg
-                if agg == "min":
-                    if v < pane.mn:
-                        pane.mn = v
-                elif agg == "max":
-                    if v > pane.mx:
-                        pane.mx = v
-                elif agg != "count":
-                    pane.add_sum(v)
         if new:
-            for e in rs.ends_of(idx):
-                rs.schedule(key, e)
-            end = rs.heap[0] * rs.L
+            # The ends at which this pane can change the verdict (see ends_of).
+            S = rs.S
+            first = (idx // S + 1) * S
+            due = rs.due
+            for e in ((first, (idx + rs.span) // S * S + S) if kind == "threshold" else rs.ends_of(idx)):
+                keys = due.get(e)
+                if keys is None:
+                    due[e] = [key]
+                    heapq.heappush(rs.heap, e)
+                else:
+                    keys.append(key)
+            end = first * rs.L
             if rs.next_end is None or end < rs.next_end:
                 rs.next_end = end
                 if end < self._due:
@@ -286,7 +326,7 @@ class RuleEngine:
                 heap = rs.heap
                 while heap and heap[0] * rs.L <= watermark:
                     e = heapq.heappop(heap)
-                    self._evaluate(rs, e, rs.due.pop(e), alerts)
+                    self._evaluate(rs, e, dict.fromkeys(rs.due.pop(e)), alerts)
             rs.refresh_next()
         self._due = min((rs.next_end for rs in self._states.values() if rs.next_end is not None),
                         default=math.inf)
@@ -300,7 +340,14 @@ class RuleEngine:
             st = rs.keys.get(key)
             if st is None:
                 continue
-            st.evict(e - rs.span)
+            panes = st.panes
+            if panes and panes[0].idx < e - rs.span:
+                st.evict(e - rs.span)
+            # Nothing in the window and nothing firing: nothing can change.
+            if (not panes and not st.firing and not rs.empty_holds
+                    and (st.fired_at is None or end - st.fired_at >= rule.cooldown)):
+                del rs.keys[key]
+                continue
             holds, value, detail = self._check(rs, st, e)
             if holds and not st.firing:
                 if st.fired_at is not None and end - st.fired_at < rule.cooldown:
@@ -335,8 +382,7 @@ class RuleEngine:
         W = rs.W
         if kind == "threshold":
             x = window_aggregate(rs.agg, rs.q, panes, e - W, e)
-            label = f"{cond.aggregate}({cond.field})" if cond.field else cond.aggregate
-            return (x is not None and cond.compare(x)), x, f"{label} over {cond.window:g}s"
+            return (x is not None and cond.compare(x)), x, rs.detail
         if kind == "rate_of_change":
             cur = window_aggregate(rs.agg, rs.q, panes, e - W, e)
             prev = window_aggregate(rs.agg, rs.q, panes, e - 2 * W, e - W)
