@@ -159,3 +159,25 @@ def test_replay_after_a_crash_repeats_only_alert_ids_already_sent() -> None:
 def test_bad_sequence_rules_name_the_rule_and_field(cond: dict[str, Any], message: str) -> None:
     with pytest.raises(RuleError, match=f"rule 'seq': condition field {message}"):
         parse_rules({"rules": [{"name": "seq", "condition": cond}]}, "rules.yaml")
+
+
+def test_the_example_sequence_rules_file() -> None:
+    """The two worked examples of the README, on conf/alerts.sequence.example.yaml."""
+    from pathlib import Path
+
+    from storm.alerting import load_rules
+
+    rules = load_rules(Path(__file__).resolve().parents[2] / "conf" / "alerts.sequence.example.yaml")
+    e = RuleEngine(rules)
+    alerts = feed(e, [
+        {"id": "ev1", "ts": 1000.0, "type": "login", "user": "ann", "outcome": "failure"},
+        {"id": "ev2", "ts": 1001.0, "type": "order_created", "order": "o-7"},
+        {"id": "ev3", "ts": 1003.0, "type": "order_created", "order": "o-8"},
+        {"id": "ev4", "ts": 1120.0, "type": "login", "user": "ann", "outcome": "success"},
+        {"id": "ev5", "ts": 1300.0, "type": "order_paid", "order": "o-8"},
+        {"id": "ev6", "ts": 1700.0, "type": "heartbeat"},
+    ], lag=rules.lag)
+    assert [(a.rule, a.key, a.ts, a.events) for a in alerts] == [
+        ("login_after_failure", "ann", 1120.0, ("ev1", "ev4")),
+        ("order_not_paid", "o-7", 1601.0, ("ev2",)),
+    ]
