@@ -62,6 +62,7 @@ def steady(cprofile: bool = False) -> dict[str, Any]:
         v = 99.6 + rng.random() * 0.4 if (h + int(ts // 30) * hot) % keys < hot else rng.random() * 60
         stream.append((ts, hosts[h], METRICS[i % 10], v))
     changes = firing_peak = 0
+    sampling = 0.0
     prof = cProfile.Profile() if cprofile else None
     t0 = time.process_time()
     if prof:
@@ -75,13 +76,15 @@ def steady(cprofile: bool = False) -> dict[str, Any]:
             if i % 20000 == 19999:
                 if prof:
                     prof.disable()
+                c = time.process_time()
                 firing_peak = max(firing_peak, len(e.firing()))
+                sampling += time.process_time() - c  # not the engine's work: left out
                 if prof:
                     prof.enable()
     changes += len(advance(span + 20.0))
     if prof:
         prof.disable()
-    secs = time.process_time() - t0
+    secs = time.process_time() - t0 - sampling
     size = RuleEngine.state_size(e)  # after the final advance: what is left
     out = {"events_per_s": n / secs, "obs_per_s": n * 10 / secs, "changes": changes,
            "firing_peak": firing_peak, "pairs": 100 * keys, "bytes_left": size["bytes"]}
