@@ -5,13 +5,27 @@ which its condition became true (the end of the window), so it includes the
 watermark lag (rules file `lag`), the watermark interval and the webhook batching.
 
     python bench/alerting.py [--seconds 20] [--workers 2] [--par 2] [--rules 100] [--keys 10000] [--rate N]
+                             [--profile storm|steady] [--window SECS] [--half-peak]
+    python bench/alerting.py --engine [--rounds 3]     # one process: the engine's own cost
 
 Without --rate the spout runs flat out (max.spout.pending 2000), so the latency
-then includes queueing at saturation; --rate 800 shows it below saturation.
+then includes queueing at saturation; --half-peak runs flat out first, then at
+half the events/s it reached, and reports the latency of that second run.
 
 Each event carries one of 10 metrics and a random host; each metric has
-rules/10 threshold rules (max, avg, p95, count, sum over 2-10 s windows), so
-every event matches rules/10 rules.
+rules/10 threshold rules (max, avg, p95, count, sum over 2-10 s windows, or
+--window SECS sliding by SECS/60), so every event matches rules/10 rules.
+Profiles: ``storm`` draws every value from 0-100 (a large share of keys fire
+and resolve all the time); ``steady`` keeps values well inside the thresholds
+except for 1% of the hosts, which run hot (the hot set moves every 30 s).
+
+``--engine`` drives RuleEngine in this process, no runtime: the steady profile
+at 100 rules x 10,000 keys (observations/s, events/s, alert changes, state per
+key), then the window-length sweep, 1 min windows sliding by 1 s against 1 h
+windows sliding by 1 min, at the same event rate (one event per key per
+second of event time, 2 h of event time): events/s and memory per key,
+interleaved rounds in fresh processes, medians and the ratio. ``--cprofile``
+prints where the steady run spends its time.
 """
 
 from __future__ import annotations
@@ -40,14 +54,17 @@ from storm.sinks import WebhookSink  # noqa: E402
 METRICS = [f"m{i}" for i in range(10)]
 
 
-def make_rules(n: int) -> dict[str, Any]:
+def make_rules(n: int, window: float | None = None) -> dict[str, Any]:
     kinds = [("max", 99.5), ("avg", 80.0), ("p95", 98.0), ("count", 6), ("sum", 400.0)]
+    if window is not None:  # long windows: count and sum thresholds scale with them
+        kinds = [("max", 99.5), ("avg", 80.0), ("p95", 98.0), ("count", window), ("sum", 70 * window)]
     rules = []
     for i in range(n):
         agg, value = kinds[i % len(kinds)]
-        window = 2 + (i % 5) * 2
-        cond: dict[str, Any] = {"kind": "threshold", "aggregate": agg, "window": window,
-                                "slide": 1, "op": ">", "value": value}
+        w = 2 + (i % 5) * 2 if window is None else window
+        slide = 1 if window is None else window / 60
+        cond: dict[str, Any] = {"kind": "threshold", "aggregate": agg, "window": w,
+                                "slide": slide, "op": ">", "value": value}
         if agg != "count":
             cond["field"] = "value"
         rules.append({"name": f"r{i}", "filter": {"metric": METRICS[i % len(METRICS)]}, "key": "host",
@@ -66,15 +83,27 @@ class EventSpout(Spout):
         ntasks = len(context.get_component_tasks(context.component_id))
         self.rate = rate / ntasks if rate else 0.0
         self.t0 = time.time()
+        self.steady = conf.get("bench.profile") == "steady"
 
     def next_tuple(self) -> None:
         rng = self.rng
-        if self.rate and self.seq >= (time.time() - self.t0) * self.rate:
+        now = time.time()
+        if self.rate and self.seq >= (now - self.t0) * self.rate:
             return
         self.seq += 1
-        ev = {"ts": time.time(), "host": f"h{rng.randrange(self.keys)}",
-              "metric": METRICS[self.seq % len(METRICS)], "value": rng.random() * 100}
+        host = rng.randrange(self.keys)
+        value = steady_value(rng, host, now, self.keys) if self.steady else rng.random() * 100
+        ev = {"ts": now, "host": f"h{host}", "metric": METRICS[self.seq % len(METRICS)], "value": value}
         self.emit([ev], msg_id=self.seq)
+
+
+def steady_value(rng: random.Random, host: int, now: float, keys: int) -> float:
+    """Well inside every threshold, except for the 1% of hosts that run hot
+    (which ones moves every 30 s)."""
+    hot = keys // 100
+    if (host + int(now // 30) * hot) % keys < hot:
+        return 99.6 + rng.random() * 0.4
+    return rng.random() * 60
 
 
 def topology(conf: dict[str, Any]) -> Any:
@@ -94,16 +123,8 @@ def topology(conf: dict[str, Any]) -> Any:
     return AlertingBench
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--par", type=int, default=2)
-    ap.add_argument("--rules", type=int, default=100)
-    ap.add_argument("--keys", type=int, default=10000)
-    ap.add_argument("--rate", type=float, default=0.0, help="events/s offered (0: as fast as it goes)")
-    args = ap.parse_args()
-
+def run_topology(args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    """One end-to-end run; its figures."""
     received: list[tuple[float, dict[str, Any]]] = []
     lock = threading.Lock()
 
@@ -125,9 +146,10 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench-alerting-")
     rules_path = os.path.join(tmp, "rules.yaml")
     with open(rules_path, "w") as f:
-        yaml.safe_dump(make_rules(args.rules), f)
+        yaml.safe_dump(make_rules(args.rules, args.window), f)
     conf = {"topology.workers": args.workers, "alerting.rules": rules_path, "bench.par": args.par,
-            "bench.keys": args.keys, "bench.rate": args.rate, "sinks.webhook.url": f"http://127.0.0.1:{server.server_address[1]}/"}
+            "bench.keys": args.keys, "bench.rate": rate, "bench.profile": args.profile,
+            "sinks.webhook.url": f"http://127.0.0.1:{server.server_address[1]}/"}
     try:
         with LocalCluster(local_dir=os.path.join(tmp, "cluster")) as cluster:
             topo = cluster.submit(f"{os.path.abspath(__file__)}:topology", config=conf)
@@ -152,17 +174,51 @@ def main() -> None:
     secs = t1 - t0
     events = end["events"].acked - start["events"].acked
     observations = end["evaluate"].executed - start["evaluate"].executed
-    firing = [(now - r["ts"]) * 1000 for now, r in window if r["state"] == "firing"]
-    lat = sorted(firing)
-    print(f"alerting bench: {args.rules} rules, {args.keys} keys, {args.workers} workers, par {args.par}, "
-          f"{secs:.1f}s measured, offered rate {args.rate or 'unbounded'}")
-    print(f"  events/s (acked at the spout): {events / secs:,.0f}")
-    print(f"  rule observations/s (evaluate): {observations / secs:,.0f}")
-    print(f"  alert changes received: {len(window)} ({len(firing)} firing)")
+    lat = sorted((now - r["ts"]) * 1000 for now, r in window if r["state"] == "firing")
+    out: dict[str, Any] = {"secs": secs, "events_per_s": events / secs, "obs_per_s": observations / secs,
+                           "changes": len(window), "firing": len(lat)}
     if lat:
-        p50 = statistics.median(lat)
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(f"  alert latency (webhook receipt - window end), ms: p50 {p50:.0f}  p99 {p99:.0f}")
+        out["p50_ms"] = statistics.median(lat)
+        out["p99_ms"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return out
+
+
+def print_run(args: argparse.Namespace, rate: float, r: dict[str, Any]) -> None:
+    windows = "2-10 s windows, slide 1 s" if args.window is None else f"{args.window:g} s windows, slide {args.window / 60:g} s"
+    print(f"alerting bench: {args.profile} profile, {args.rules} rules, {args.keys} keys, {windows}, "
+          f"{args.workers} workers, par {args.par}, {r['secs']:.1f}s measured, offered rate {rate or 'unbounded'}")
+    print(f"  events/s (acked at the spout): {r['events_per_s']:,.0f}")
+    print(f"  rule observations/s (evaluate): {r['obs_per_s']:,.0f}")
+    print(f"  alert changes received: {r['changes']} ({r['firing']} firing)")
+    if "p50_ms" in r:
+        print(f"  alert latency (webhook receipt - window end), ms: p50 {r['p50_ms']:.0f}  p99 {r['p99_ms']:.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--par", type=int, default=2)
+    ap.add_argument("--rules", type=int, default=100)
+    ap.add_argument("--keys", type=int, default=10000)
+    ap.add_argument("--rate", type=float, default=0.0, help="events/s offered (0: as fast as it goes)")
+    ap.add_argument("--profile", choices=("storm", "steady"), default="storm")
+    ap.add_argument("--window", type=float, default=None, help="every rule's window (slide: window/60)")
+    ap.add_argument("--half-peak", action="store_true", help="then rerun at half the events/s reached")
+    ap.add_argument("--engine", action="store_true", help="the one-process engine benchmark")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cprofile", action="store_true")
+    args = ap.parse_args()
+    if args.engine:
+        from alerting_engine import main as engine_main
+
+        engine_main(args.rounds, args.cprofile)
+        return
+    r = run_topology(args, args.rate)
+    print_run(args, args.rate, r)
+    if args.half_peak:
+        half = r["events_per_s"] / 2
+        print_run(args, half, run_topology(args, half))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,18 @@ from ._bolts import (
     alerting_specs,
     rules_from_conf,
 )
-from ._engine import FIRING, RESOLVED, Alert, RuleEngine, aggregate
-from ._rules import AGGREGATES, KINDS, Condition, Rule, RuleError, RuleSet, load_rules, parse_rules
+from ._engine import FIRING, RESOLVED, Alert, RuleEngine, StateSize, aggregate
+from ._rules import (
+    AGGREGATES,
+    KINDS,
+    Condition,
+    Rule,
+    RuleError,
+    RuleSet,
+    Step,
+    load_rules,
+    parse_rules,
+)
 
 __all__ = [
     "AGGREGATES",
@@ -47,7 +57,9 @@ __all__ = [
     "RuleEvalBolt",
     "RuleMatchBolt",
     "RuleSet",
+    "StateSize",
     "StatefulRuleEvalBolt",
+    "Step",
     "aggregate",
     "alerting_specs",
     "load_rules",

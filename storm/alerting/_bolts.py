@@ -17,7 +17,7 @@ from .._context import TopologyContext
 from .._tuple import Tuple
 from ..stateful import KeyValueState, StatefulBolt
 from ..windowing import Watermarks
-from ._engine import Alert, RuleEngine
+from ._engine import Alert, RuleEngine, StateSize
 from ._rules import RuleError, RuleSet, load_rules
 
 RULES_KEY = "alerting.rules"
@@ -76,7 +76,9 @@ class RuleMatchBolt(Bolt):
         if counts:
             self._by_field = max(sorted(counts), key=lambda f: counts[f])
         for r in self.ruleset.rules:
-            entry = (r, r.name, r.condition.field, {k: v for k, v in r.filter.items() if k != self._by_field})
+            cond = r.condition
+            entry = (r, r.name, cond.field, {k: v for k, v in r.filter.items() if k != self._by_field},
+                     cond if cond.kind == "sequence" else None)
             if self._by_field is not None and self._by_field in r.filter:
                 for v in r.filter[self._by_field]:
                     self._index.setdefault(v, []).append(entry)
@@ -101,8 +103,14 @@ class RuleMatchBolt(Bolt):
             candidates = self._index.get(event.get(self._by_field), []) + self._always
         emit = self.emit
         n = 0
-        for rule, name, field, rest in candidates:
+        for rule, name, field, rest, sequence in candidates:
             if rest and not all(event.get(f) in allowed for f, allowed in rest.items()):
+                continue
+            if sequence is not None:
+                steps = sequence.step_matches(event)
+                if steps:
+                    emit([name, rule.key_of(event), ts, [steps, event.get(sequence.id_field)]], anchors=[tup])
+                    n += 1
                 continue
             value = event.get(field) if field else None
             if field and not isinstance(value, (int, float)):
@@ -157,6 +165,11 @@ class RuleEvalBolt(Bolt):
         if wm >= self.engine.next_due():
             self._emit_alerts(self.engine.advance(wm), tup)
         self.ack(tup)
+
+    def state_size(self) -> StateSize:
+        """The alert state this task holds: (rule, key) pairs, panes, open
+        sequence matches, approximate bytes."""
+        return self.engine.state_size()
 
     def _on_tick(self) -> None:
         if self.idle_secs is None:

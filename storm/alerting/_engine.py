@@ -1,18 +1,22 @@
-"""Evaluating alert rules on event time: per rule and key the recent values, a
-windowed aggregate (or absence, rate of change, anomaly) checked at every slide
-boundary the watermark passes, and the fire / resolve state machine with dedup
-and cooldown. Pure Python, no runtime: the bolts in _bolts.py feed it, and the
-unit tests drive it with scripted events."""
+"""Evaluating alert rules on event time: per rule and key the panes of its
+window (partial aggregates, _panes.py), evaluated once the watermark passes a
+window end at which the verdict can change (a pane entering or leaving), absence
+checked at every slide, sequence patterns matched in event-time order
+(_sequence.py), and the fire / resolve state machine with dedup and cooldown.
+Pure Python, no runtime: the bolts in _bolts.py feed it, and the unit tests
+drive it with scripted events."""
 
 from __future__ import annotations
 
-import bisect
+import heapq
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from ._rules import Condition, Rule, RuleSet
+from ._panes import Pane, pane_length, window_aggregate, window_moments
+from ._rules import Rule, RuleSet
+from ._sequence import SequenceMatcher
 
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -23,7 +27,8 @@ class Alert:
     """A change of an alert: ``state`` is "firing" or "resolved"; ``ts`` is the
     event time (end of the window) at which it changed; ``id`` names the firing
     (rule, key, fire time), so a resolve carries the id of the alert it ends and
-    a replayed alert can be recognised downstream."""
+    a replayed alert can be recognised downstream. A sequence rule's alert fires
+    once per match (no resolve) and lists the matched events' ids in ``events``."""
 
     id: str
     rule: str
@@ -33,51 +38,29 @@ class Alert:
     value: float | None
     severity: str
     message: str
+    events: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["events"] = list(self.events)
+        return d
 
 
-class _KeyState:
-    __slots__ = ("times", "values", "firing", "fired_at", "before", "dirty")
+class StateSize(TypedDict):
+    """How much alert state a task holds (for stats): (rule, key) pairs, panes,
+    open sequence matches and buffered events, and approximate bytes."""
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.values: list[float] = []
-        self.firing = False
-        self.fired_at: float | None = None
-        # The newest event time evicted so far (absence needs the last event
-        # before a window end even after its point is gone).
-        self.before: float | None = None
-        # Threshold rules: whether the window may differ from the last evaluation.
-        self.dirty = True
-
-    def add(self, ts: float, value: float) -> None:
-        times = self.times
-        if not times or ts >= times[-1]:
-            times.append(ts)
-            self.values.append(value)
-        else:
-            i = bisect.bisect_right(times, ts)
-            times.insert(i, ts)
-            self.values.insert(i, value)
-
-    def evict(self, before: float) -> bool:
-        cut = bisect.bisect_left(self.times, before)
-        if cut:
-            self.before = self.times[cut - 1]
-            del self.times[:cut]
-            del self.values[:cut]
-            return True
-        return False
-
-    def between(self, start: float, end: float) -> list[float]:
-        times = self.times
-        return self.values[bisect.bisect_left(times, start):bisect.bisect_left(times, end)]
+    keys: int
+    panes: int
+    matches: int
+    bytes: int
 
 
 def aggregate(kind: str, values: list[float]) -> float | None:
-    """count/sum/avg/min/max/p95 of values; None when undefined (no values)."""
+    """count/sum/avg/min/max/pNN of values, exactly; None when undefined (no
+    values). Quantiles are nearest rank."""
+    from ._panes import nearest_rank, quantile_of
+
     if kind == "count":
         return float(len(values))
     if not values:
@@ -90,29 +73,143 @@ def aggregate(kind: str, values: list[float]) -> float | None:
         return float(min(values))
     if kind == "max":
         return float(max(values))
-    if kind == "p95":  # nearest rank
+    q = quantile_of(kind)
+    if q is not None:
         ordered = sorted(values)
-        return float(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)])
+        return float(ordered[nearest_rank(len(ordered), q)])
     raise ValueError(f"unknown aggregate {kind!r}")
 
 
+class _KeyState:
+    __slots__ = ("panes", "firing", "fired_at", "before", "pending", "ref")
+
+    def __init__(self) -> None:
+        self.panes: list[Pane] = []  # non-empty panes only, by index
+        self.firing = False
+        self.fired_at: float | None = None
+        self.ref: float | None = None  # anomaly: the shift of the stored values
+
+    def __getattr__(self, name: str) -> Any:
+        # Absence fields, made on first use (most keys never need them; a key
+        # is made and dropped often, so its construction is on the hot path).
+        if name == "before":
+            self.before: float | None = None
+            return None
+        if name == "pending":
+            # Absence: the newest event time per pane not evaluated yet (events may
+            # come out of order); ``before``: the newest before the last end evaluated.
+            self.pending: dict[int, float] = {}
+            return self.pending
+        raise AttributeError(name)
+
+    def pane(self, idx: int) -> tuple[Pane, bool]:
+        """The pane ``idx``, made if missing; True if it was made."""
+        panes = self.panes
+        if panes:
+            last = panes[-1]
+            if last.idx == idx:
+                return last, False
+            if last.idx < idx:
+                p = Pane(idx)
+                panes.append(p)
+                return p, True
+            i = len(panes) - 1
+            while i > 0 and panes[i - 1].idx >= idx:
+                i -= 1
+            if panes[i].idx == idx:
+                return panes[i], False
+            p = Pane(idx)
+            panes.insert(i, p)
+            return p, True
+        p = Pane(idx)
+        panes.append(p)
+        return p, True
+
+    def evict(self, lo: int) -> None:
+        panes = self.panes
+        k = 0
+        while k < len(panes) and panes[k].idx < lo:
+            k += 1
+        if k:
+            del panes[:k]
+
+
 class _RuleState:
-    __slots__ = ("rule", "keys", "next_end")
+    """One rule's keys and schedule. Times in panes: pane i is [i·L, (i+1)·L)
+    seconds, L = gcd(window, slide); a window ending at pane e covers [e - W, e)."""
+
+    __slots__ = ("rule", "kind", "keys", "L", "W", "S", "span", "agg", "q", "exact", "field",
+                 "due", "heap", "next_e", "next_end", "matcher", "mode", "empty_holds", "detail")
 
     def __init__(self, rule: Rule) -> None:
+        cond = rule.condition
         self.rule = rule
+        self.kind = cond.kind
         self.keys: dict[str, _KeyState] = {}
-        self.next_end: float | None = None
+        self.matcher = SequenceMatcher(rule) if cond.kind == "sequence" else None
+        self.L = pane_length(cond.window, cond.slide) if self.matcher is None else 1.0
+        self.W = max(1, round(cond.window / self.L)) if self.matcher is None else 1
+        self.S = max(1, round(cond.slide / self.L)) if self.matcher is None else 1
+        self.span = 2 * self.W if cond.kind == "rate_of_change" else self.W
+        self.agg = cond.aggregate
+        self.q = cond.quantile
+        self.exact = cond.exact
+        self.field = cond.field
+        # What observe does with a value: 0 count, 1 sum/avg, 2 min, 3 max, 4 quantile, 5 anomaly.
+        if cond.kind == "anomaly":
+            self.mode = 5
+        elif self.q is not None:
+            self.mode = 4
+        else:
+            self.mode = {"count": 0, "sum": 1, "avg": 1, "min": 2, "max": 3}.get(self.agg, 0)
+        label = f"{cond.aggregate}({cond.field})" if cond.field else cond.aggregate
+        self.detail = f"{label} over {cond.window:g}s"  # a threshold alert's message
+        # Whether an empty window holds (count < 3 does): else an empty key needs no check.
+        self.empty_holds = (cond.kind == "threshold" and self.agg == "count" and cond.compare(0.0))
+        # Window ends (in panes) at which some keys must be evaluated (a key may
+        # be listed twice; evaluation takes each once).
+        self.due: dict[int, list[str]] = {}
+        self.heap: list[int] = []
+        self.next_e: int | None = None  # absence: the next window end (every slide)
+        self.next_end: float | None = None  # the next end in seconds (for next_due)
+
+    def schedule(self, key: str, e: int) -> None:
+        keys = self.due.get(e)
+        if keys is None:
+            self.due[e] = [key]
+            heapq.heappush(self.heap, e)
+        else:
+            keys.append(key)
+
+    def ends_of(self, idx: int) -> tuple[int, ...]:
+        """The window ends at which a new pane ``idx`` can change a verdict: it
+        enters; for anomaly it moves from the current slide into the baseline;
+        for rate of change from the current window to the previous; it leaves."""
+        S = self.S
+        first = (idx // S + 1) * S
+        leave = (idx + self.span) // S * S + S
+        if self.kind == "threshold":
+            return (first, leave)
+        return (first, first + S, leave)
+
+    def refresh_next(self) -> None:
+        if self.matcher is not None:
+            due = self.matcher.next_due()
+            self.next_end = due if math.isfinite(due) else None
+        elif self.kind == "absence":
+            self.next_end = None if self.next_e is None else self.next_e * self.L
+        else:
+            self.next_end = self.heap[0] * self.L if self.heap else None
 
 
 class RuleEngine:
     """Every rule's state for the keys this task owns.
 
     ``observe(rule, key, ts, value)`` records an event (``value`` may be None for
-    count and absence rules); ``advance(watermark)`` evaluates each rule at every
-    slide boundary ``<= watermark`` and returns the alerts that fired or resolved.
-    Events older than the last watermark are late: ``observe`` returns False and
-    counts them in ``late``.
+    count and absence rules; a sequence rule's is ``[step indices, event id]``);
+    ``advance(watermark)`` evaluates each rule at the window ends ``<= watermark``
+    and returns the alerts that fired or resolved. Events older than the last
+    watermark are late: ``observe`` returns False and counts them in ``late``.
     """
 
     def __init__(self, rules: RuleSet) -> None:
@@ -125,27 +222,92 @@ class RuleEngine:
         self.suppressed = 0
         self._due = math.inf  # min of the rules' next_end, kept current (read per tuple)
 
-    def observe(self, rule: str, key: str, ts: float, value: float | None) -> bool:
+    def observe(self, rule: str, key: str, ts: float, value: Any) -> bool:
         if ts < self.watermark:
             self.late += 1
             return False
         rs = self._states[rule]
+        kind = rs.kind
+        if rs.matcher is not None:
+            steps, event_id = (value[0], value[1]) if isinstance(value, (list, tuple)) else ([0], None)
+            rs.matcher.observe(key, ts, steps, str(event_id) if event_id is not None else repr(ts))
+            if ts < self._due:
+                self._due = ts
+            rs.refresh_next()
+            return True
+        idx = math.floor(ts / rs.L)
         st = rs.keys.get(key)
+        if kind == "absence":
+            if st is None:
+                st = rs.keys[key] = _KeyState()
+            seen = st.pending.get(idx)
+            if seen is None or ts > seen:
+                st.pending[idx] = ts
+            e = (idx // rs.S + 1) * rs.S
+            if rs.next_e is None or e < rs.next_e:
+                rs.next_e = e
+                end = e * rs.L
+                rs.next_end = end
+                if end < self._due:
+                    self._due = end
+            return True
+        mode = rs.mode
+        if value is None and mode:
+            return True  # nothing to aggregate (the match bolt skips such events)
         if st is None:
             st = rs.keys[key] = _KeyState()
-        cond = rs.rule.condition
-        if cond.kind == "absence" or value is not None or cond.aggregate == "count":
-            st.add(ts, 0.0 if value is None else float(value))
-            st.dirty = True
-        end = (math.floor(ts / cond.slide) + 1) * cond.slide
-        if rs.next_end is None or end < rs.next_end:
-            rs.next_end = end
-            if end < self._due:
-                self._due = end
+        panes = st.panes
+        last = panes[-1].idx if panes else -1 << 62
+        if last == idx:
+            pane = panes[-1]
+            new = False
+        elif last < idx:
+            pane = Pane(idx)
+            panes.append(pane)
+            new = True
+        else:
+            pane, new = st.pane(idx)
+        pane.n += 1
+        if mode:
+            v = float(value)
+            if mode == 1:
+                pane.add_sum(v)
+            elif mode == 3:
+                if v > pane.mx:
+                    pane.mx = v
+            elif mode == 2:
+                if v < pane.mn:
+                    pane.mn = v
+            elif mode == 4:
+                pane.add_value(v, rs.exact)
+            else:
+                ref = st.ref
+                if ref is None:
+                    ref = st.ref = v
+                d = v - ref
+                pane.add_sum(d)
+                pane.ss += d * d
+        if new:
+            # The ends at which this pane can change the verdict (see ends_of).
+            S = rs.S
+            first = (idx // S + 1) * S
+            due = rs.due
+            for e in ((first, (idx + rs.span) // S * S + S) if kind == "threshold" else rs.ends_of(idx)):
+                keys = due.get(e)
+                if keys is None:
+                    due[e] = [key]
+                    heapq.heappush(rs.heap, e)
+                else:
+                    keys.append(key)
+            end = first * rs.L
+            if rs.next_end is None or end < rs.next_end:
+                rs.next_end = end
+                if end < self._due:
+                    self._due = end
         return True
 
     def next_due(self) -> float:
-        """The earliest window end any rule waits for (inf: none)."""
+        """The earliest event time any rule waits for (inf: none)."""
         return self._due
 
     def advance(self, watermark: float) -> list[Alert]:
@@ -154,79 +316,76 @@ class RuleEngine:
         self.watermark = watermark
         alerts: list[Alert] = []
         for rs in self._states.values():
-            slide = rs.rule.condition.slide
-            while rs.next_end is not None and rs.next_end <= watermark:
-                end = rs.next_end
-                self._evaluate(rs, end, alerts)
-                if rs.keys:
-                    rs.next_end = end + slide
-                else:
-                    rs.next_end = None
+            if rs.matcher is not None:
+                self._sequence(rs, watermark, alerts)
+            elif rs.kind == "absence":
+                while rs.next_e is not None and rs.next_e * rs.L <= watermark:
+                    self._absence(rs, rs.next_e, alerts)
+                    rs.next_e = rs.next_e + rs.S if rs.keys else None
+            else:
+                heap = rs.heap
+                while heap and heap[0] * rs.L <= watermark:
+                    e = heapq.heappop(heap)
+                    self._evaluate(rs, e, dict.fromkeys(rs.due.pop(e)), alerts)
+            rs.refresh_next()
         self._due = min((rs.next_end for rs in self._states.values() if rs.next_end is not None),
                         default=math.inf)
         return alerts
 
     # -- evaluation ----------------------------------------------------------------
-    def _evaluate(self, rs: _RuleState, end: float, out: list[Alert]) -> None:
+    def _evaluate(self, rs: _RuleState, e: int, keys: Iterable[str], out: list[Alert]) -> None:
         rule = rs.rule
-        cond = rule.condition
-        if cond.kind == "absence":
-            keep_from = end
-        else:
-            span = 2 * cond.window if cond.kind == "rate_of_change" else cond.window
-            keep_from = end - span + cond.slide
-        drop: list[str] = []
-        # A threshold's verdict can only change when its window's contents did:
-        # skip keys with no new and no evicted points that are not firing.
-        skip_clean = cond.kind == "threshold"
-        for key, st in rs.keys.items():
-            if skip_clean and not st.dirty and not st.firing:
-                if st.evict(keep_from):
-                    st.dirty = True
-                elif not st.times and (st.fired_at is None or end - st.fired_at >= rule.cooldown):
-                    drop.append(key)
+        end = e * rs.L
+        for key in keys:
+            st = rs.keys.get(key)
+            if st is None:
                 continue
-            st.dirty = False
-            holds, value, detail = self._check(cond, st, end)
+            panes = st.panes
+            if panes and panes[0].idx < e - rs.span:
+                st.evict(e - rs.span)
+            # Nothing in the window and nothing firing: nothing can change.
+            if (not panes and not st.firing and not rs.empty_holds
+                    and (st.fired_at is None or end - st.fired_at >= rule.cooldown)):
+                del rs.keys[key]
+                continue
+            holds, value, detail = self._check(rs, st, e)
             if holds and not st.firing:
                 if st.fired_at is not None and end - st.fired_at < rule.cooldown:
                     self.suppressed += 1
-                    st.dirty = True  # may fire once the cooldown is over
+                    rs.schedule(key, e + rs.S)  # may fire once the cooldown is over
                 else:
-                    st.firing = True
-                    st.fired_at = end
-                    self.fired += 1
-                    out.append(self._alert(rule, key, FIRING, end, value, detail, st))
+                    self._change(rs, key, st, FIRING, end, value, detail, out)
             elif not holds and st.firing:
-                st.firing = False
-                self.resolved += 1
-                out.append(self._alert(rule, key, RESOLVED, end, value, detail, st))
-            # What the next evaluation (at end + slide) no longer needs.
-            if st.evict(keep_from) or (st.times and st.times[-1] >= end):
-                st.dirty = True
-            if (not st.times and not st.firing and cond.kind != "absence"
-                    and (st.fired_at is None or end - st.fired_at >= rule.cooldown)):
-                drop.append(key)
-        for key in drop:
-            del rs.keys[key]
+                self._change(rs, key, st, RESOLVED, end, value, detail, out)
+            if not st.panes and not st.firing:
+                if st.fired_at is None or end - st.fired_at >= rule.cooldown:
+                    del rs.keys[key]
+                else:  # forget it once its cooldown is over
+                    step = rs.S
+                    rs.schedule(key, max(e + step, math.ceil((st.fired_at + rule.cooldown) / rs.L / step) * step))
 
-    @staticmethod
-    def _check(cond: Condition, st: _KeyState, end: float) -> tuple[bool, float | None, str]:
-        kind = cond.kind
+    def _change(self, rs: _RuleState, key: str, st: _KeyState, state: str, end: float,
+                value: float | None, detail: str, out: list[Alert]) -> None:
+        if state == FIRING:
+            st.firing = True
+            st.fired_at = end
+            self.fired += 1
+        else:
+            st.firing = False
+            self.resolved += 1
+        out.append(self._alert(rs.rule, key, state, end, value, detail, st.fired_at))
+
+    def _check(self, rs: _RuleState, st: _KeyState, e: int) -> tuple[bool, float | None, str]:
+        cond = rs.rule.condition
+        kind = rs.kind
+        panes = st.panes
+        W = rs.W
         if kind == "threshold":
-            x = aggregate(cond.aggregate, st.between(end - cond.window, end))
-            label = f"{cond.aggregate}({cond.field})" if cond.field else cond.aggregate
-            return (x is not None and cond.compare(x)), x, f"{label} over {cond.window:g}s"
-        if kind == "absence":
-            i = bisect.bisect_left(st.times, end)
-            seen = st.times[i - 1] if i else st.before
-            if seen is None:
-                return False, None, ""
-            silent = end - seen
-            return silent >= cond.window, silent, f"no events for {silent:.1f}s"
+            x = window_aggregate(rs.agg, rs.q, panes, e - W, e)
+            return (x is not None and cond.compare(x)), x, rs.detail
         if kind == "rate_of_change":
-            cur = aggregate(cond.aggregate, st.between(end - cond.window, end))
-            prev = aggregate(cond.aggregate, st.between(end - 2 * cond.window, end - cond.window))
+            cur = window_aggregate(rs.agg, rs.q, panes, e - W, e)
+            prev = window_aggregate(rs.agg, rs.q, panes, e - 2 * W, e - W)
             if cur is None or prev is None:
                 return False, None, ""
             change = cur - prev
@@ -237,18 +396,50 @@ class RuleEngine:
             unit = "%" if cond.percent else ""
             return cond.compare(change), change, f"change of {cond.aggregate} {change:+.4g}{unit}"
         # anomaly: the last slide's mean against mean ± k·stddev of the rest of the window
-        baseline = st.between(end - cond.window, end - cond.slide)
-        current = st.between(end - cond.slide, end)
-        if len(baseline) < cond.min_samples or not current:
+        n, mean, var = window_moments(panes, e - W, e - rs.S)
+        m, cur_mean, _ = window_moments(panes, e - rs.S, e)
+        if n < cond.min_samples or not m:
             return False, None, ""
-        mean = math.fsum(baseline) / len(baseline)
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in baseline) / len(baseline))
-        x = math.fsum(current) / len(current)
+        ref = st.ref or 0.0
+        std = math.sqrt(var)
+        x = ref + cur_mean
+        mean += ref
         return abs(x - mean) > cond.k * std, x, f"mean {x:.4g} outside {mean:.4g} ± {cond.k:g}·{std:.4g}"
+
+    def _absence(self, rs: _RuleState, e: int, out: list[Alert]) -> None:
+        rule = rs.rule
+        end = e * rs.L
+        for key, st in rs.keys.items():
+            if st.pending:
+                for idx in [i for i in st.pending if i < e]:
+                    ts = st.pending.pop(idx)
+                    if st.before is None or ts > st.before:
+                        st.before = ts
+            if st.before is None:
+                continue
+            silent = end - st.before
+            holds = silent >= rule.condition.window
+            if holds and not st.firing:
+                if st.fired_at is not None and end - st.fired_at < rule.cooldown:
+                    self.suppressed += 1
+                else:
+                    self._change(rs, key, st, FIRING, end, silent, f"no events for {silent:.1f}s", out)
+            elif not holds and st.firing:
+                self._change(rs, key, st, RESOLVED, end, silent, "", out)
+
+    def _sequence(self, rs: _RuleState, watermark: float, out: list[Alert]) -> None:
+        assert rs.matcher is not None
+        rule = rs.rule
+        for m in rs.matcher.advance(watermark):
+            self.fired += 1
+            first = m.ids[0] if m.ids else ""
+            message = f"{rule.name} [{m.key}]: {m.detail}: {' -> '.join(m.ids)}"
+            out.append(Alert(f"{rule.name}|{m.key}|{m.ts!r}|{first}", rule.name, m.key, FIRING,
+                             m.ts, None, rule.severity, message, tuple(m.ids)))
 
     @staticmethod
     def _alert(rule: Rule, key: str, state: str, ts: float, value: float | None, detail: str,
-               st: _KeyState) -> Alert:
+               fired_at: float | None) -> Alert:
         cond = rule.condition
         if state == FIRING:
             if cond.kind in ("threshold", "rate_of_change"):
@@ -258,39 +449,111 @@ class RuleEngine:
                 message = f"{rule.name} [{key}]: {detail}"
         else:
             message = f"{rule.name} [{key}]: resolved"
-        return Alert(f"{rule.name}|{key}|{st.fired_at!r}", rule.name, key, state, ts, value,
+        return Alert(f"{rule.name}|{key}|{fired_at!r}", rule.name, key, state, ts, value,
                      rule.severity, message)
 
-    # -- state (for checkpoints) -----------------------------------------------------
+    # -- state (for checkpoints and stats) ----------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """Everything needed to continue after a restart, msgpack-able."""
-        return {
-            "watermark": self.watermark if math.isfinite(self.watermark) else None,
-            "rules": {
-                name: {
-                    "next_end": rs.next_end,
-                    "keys": {k: [st.times, st.values, st.firing, st.fired_at, st.before]
-                             for k, st in rs.keys.items()},
-                }
-                for name, rs in self._states.items()
-            },
-        }
+        """Everything needed to continue after a restart, msgpack-able. A key is
+        ``[panes, ref, firing, fired_at, before, pending, 2]`` (2: this layout)."""
+        rules: dict[str, Any] = {}
+        for name, rs in self._states.items():
+            data: dict[str, Any] = {
+                "next_end": rs.next_end,
+                "next_e": rs.next_e,
+                "due": [[e, list(keys)] for e, keys in rs.due.items()],
+                "keys": {k: [[p.dump() for p in st.panes], st.ref, st.firing, st.fired_at, st.before,
+                             [[i, t] for i, t in st.pending.items()], 2]
+                         for k, st in rs.keys.items()},
+            }
+            if rs.matcher is not None:
+                data["sequence"] = rs.matcher.dump()
+            rules[name] = data
+        return {"watermark": self.watermark if math.isfinite(self.watermark) else None,
+                "late": self.late, "rules": rules}
 
     def restore(self, snap: dict[str, Any]) -> None:
         wm = snap.get("watermark")
         self.watermark = -math.inf if wm is None else float(wm)
+        self.late = int(snap.get("late", 0))
         for name, data in (snap.get("rules") or {}).items():
             rs = self._states.get(name)
             if rs is None:  # the rule was removed from the file since
                 continue
-            rs.next_end = data.get("next_end")
-            if rs.next_end is not None and rs.next_end < self._due:
-                self._due = rs.next_end
-            for key, (times, values, firing, fired_at, before) in data.get("keys", {}).items():
+            if rs.matcher is not None:
+                rs.matcher.load(data.get("sequence") or {})
+                rs.refresh_next()
+                continue
+            raw_keys: list[str] = []
+            for key, row in data.get("keys", {}).items():
+                if len(row) == 5:
+                    self._restore_raw(rs, key, row)
+                    raw_keys.append(key)
+                    continue
+                panes, ref, firing, fired_at, before, pending, _ = row
                 st = _KeyState()
-                st.times, st.values = list(times), list(values)
-                st.firing, st.fired_at, st.before = bool(firing), fired_at, before
+                st.panes = [Pane.load(p) for p in panes]
+                st.ref, st.firing, st.fired_at, st.before = ref, bool(firing), fired_at, before
+                st.pending = {int(i): float(t) for i, t in pending}
                 rs.keys[key] = st
+            for e, keys in data.get("due") or []:
+                for key in keys:
+                    rs.schedule(str(key), int(e))
+            if raw_keys and rs.kind != "absence" and math.isfinite(self.watermark):
+                self._reschedule_past(rs, raw_keys)
+            if rs.kind == "absence":
+                ne = data.get("next_e")
+                if ne is None and data.get("next_end") is not None:
+                    ne = round(float(data["next_end"]) / rs.L)
+                rs.next_e = None if ne is None else int(ne)
+            rs.refresh_next()
+        self._due = min((rs.next_end for rs in self._states.values() if rs.next_end is not None),
+                        default=math.inf)
+
+    def _restore_raw(self, rs: _RuleState, key: str, row: list[Any]) -> None:
+        """A key saved by the engine before panes: its raw (times, values) go
+        back in as observations, so old checkpoints still restore."""
+        times, values, firing, fired_at, before = row
+        wm = self.watermark
+        self.watermark = -math.inf
+        try:
+            for ts, v in zip(times, values, strict=False):
+                self.observe(rs.rule.name, key, float(ts), v)
+        finally:
+            self.watermark = wm
+        st = rs.keys.get(key)
+        if st is None:
+            st = rs.keys[key] = _KeyState()
+        st.firing, st.fired_at = bool(firing), fired_at
+        if before is not None and (st.before is None or before > st.before):
+            st.before = before
+
+    def _reschedule_past(self, rs: _RuleState, keys: list[str]) -> None:
+        """Window ends the old engine had evaluated already are not evaluated
+        again (their alerts were out): the keys are looked at on the next end."""
+        nxt = (math.floor(self.watermark / rs.L) // rs.S + 1) * rs.S
+        for e in [e for e in rs.due if e < nxt]:
+            del rs.due[e]
+        rs.heap = [e for e in rs.heap if e >= nxt]
+        heapq.heapify(rs.heap)
+        for key in keys:
+            rs.schedule(key, nxt)
+
+    def state_size(self) -> StateSize:
+        keys = panes = matches = size = 0
+        for rs in self._states.values():
+            if rs.matcher is not None:
+                k, m = rs.matcher.size()
+                keys += k
+                matches += m
+                size += 200 * k + 150 * m
+                continue
+            keys += len(rs.keys)
+            for st in rs.keys.values():
+                panes += len(st.panes)
+                size += 160 + 56 * len(st.pending) + sum(p.size_bytes() for p in st.panes)
+            size += sum(64 + 100 * len(k) for k in rs.due.values())
+        return {"keys": keys, "panes": panes, "matches": matches, "bytes": size}
 
     def firing(self) -> list[tuple[str, str]]:
         """(rule, key) of every alert firing now."""

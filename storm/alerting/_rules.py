@@ -14,23 +14,47 @@ from typing import Any
 import yaml
 
 from .._errors import ConfigError
+from ._panes import quantile_of
 
-KINDS = ("threshold", "rate_of_change", "absence", "anomaly")
-AGGREGATES = ("count", "sum", "avg", "min", "max", "p95")
+KINDS = ("threshold", "rate_of_change", "absence", "anomaly", "sequence")
+#: Named aggregates; any "pNN" (p50, p99.9: 0 < NN < 100) is a quantile too.
+AGGREGATES = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
 _RULE_KEYS = {"name", "description", "severity", "filter", "key", "condition", "cooldown"}
 _COND_KEYS: dict[str, set[str]] = {
-    "threshold": {"kind", "aggregate", "field", "window", "slide", "op", "value"},
-    "rate_of_change": {"kind", "aggregate", "field", "window", "op", "value", "percent"},
+    "threshold": {"kind", "aggregate", "field", "window", "slide", "op", "value", "exact"},
+    "rate_of_change": {"kind", "aggregate", "field", "window", "op", "value", "percent", "exact"},
     "absence": {"kind", "for", "slide"},
     "anomaly": {"kind", "field", "window", "slide", "k", "min_samples"},
+    "sequence": {"kind", "steps", "within", "absent_within", "id_field"},
 }
+_STEP_KEYS = {"filter", "field", "op", "value"}
 
 
 class RuleError(ConfigError):
     """A rules file is wrong; the message names the file, the rule and the field."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a sequence rule: which events it takes (``filter``, every field
+    equal to one of its values) and, optionally, a threshold on a field."""
+
+    filter: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    field: str | None = None
+    op: str = ">"
+    value: float = 0.0
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        if not all(event.get(name) in allowed for name, allowed in self.filter.items()):
+            return False
+        if self.field is None:
+            return True
+        x = event.get(self.field)
+        return (isinstance(x, (int, float)) and not isinstance(x, bool)
+                and OPS[self.op](float(x), self.value))
 
 
 @dataclass(frozen=True)
@@ -47,9 +71,33 @@ class Condition:
     percent: bool = False
     k: float = 3.0
     min_samples: int = 10
+    #: Quantile aggregates: keep every value (exact quantiles, 8 bytes a value)
+    #: instead of a sketch (bounded memory, 1% relative error).
+    exact: bool = False
+    # Sequence rules: the steps in order, the time from the first step's event to
+    # the last one's (``within``), the step that must NOT follow (``absent``) and
+    # for how long after the last step (``absent_for``), the event field naming
+    # an event in the alert.
+    steps: tuple[Step, ...] = ()
+    within: float = math.inf
+    absent: Step | None = None
+    absent_for: float = 0.0
+    id_field: str = "id"
 
     def compare(self, x: float) -> bool:
         return OPS[self.op](x, self.value)
+
+    @property
+    def quantile(self) -> float | None:
+        return quantile_of(self.aggregate)
+
+    def step_matches(self, event: Mapping[str, Any]) -> list[int]:
+        """Sequence rules: the indices of the steps the event matches;
+        ``len(steps)`` stands for the ``absent_within`` step."""
+        got = [i for i, st in enumerate(self.steps) if st.matches(event)]
+        if self.absent is not None and self.absent.matches(event):
+            got.append(len(self.steps))
+        return got
 
 
 @dataclass(frozen=True)
@@ -102,6 +150,65 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None
         raise RuleError(f"{where} has unknown field '{unknown[0]}'; allowed: {', '.join(sorted(allowed))}")
 
 
+def _filter(where: str, flt_raw: Any) -> dict[str, tuple[Any, ...]]:
+    if not isinstance(flt_raw, Mapping):
+        raise RuleError(f"{where} must be a mapping of event field: value(s), got {flt_raw!r}")
+    flt: dict[str, tuple[Any, ...]] = {}
+    for fname, allowed in flt_raw.items():
+        values = allowed if isinstance(allowed, list) else [allowed]
+        if not values:
+            raise RuleError(f"{where} field '{fname}' has an empty list of values")
+        flt[str(fname)] = tuple(values)
+    return flt
+
+
+def _step(where: str, raw: Any) -> Step:
+    if not isinstance(raw, Mapping):
+        raise RuleError(f"{where} must be a mapping with a 'filter', got {raw!r}")
+    _check_keys(where, raw, _STEP_KEYS)
+    flt = _filter(f"{where} 'filter'", raw.get("filter") or {})
+    fname = raw.get("field")
+    if fname is None:
+        if not flt:
+            raise RuleError(f"{where} needs a 'filter' (or a 'field' threshold): a step that takes every event")
+        return Step(flt)
+    if not isinstance(fname, str) or not fname:
+        raise RuleError(f"{where} 'field' must be an event field name, got {fname!r}")
+    op = raw.get("op", ">")
+    if op not in OPS:
+        raise RuleError(f"{where} 'op' must be one of {', '.join(OPS)}, got {op!r}")
+    if "value" not in raw:
+        raise RuleError(f"{where} 'value' is missing: the threshold on '{fname}'")
+    return Step(flt, fname, op, _num(f"{where} 'value'", raw["value"]))
+
+
+def _sequence(where: str, raw: Mapping[str, Any]) -> Condition:
+    w = f"{where}: condition field"
+    steps_raw = raw.get("steps")
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise RuleError(f"{w} 'steps' must be a non-empty list of steps (each a 'filter'), got {steps_raw!r}")
+    steps = tuple(_step(f"{w} 'steps' #{i + 1}", st) for i, st in enumerate(steps_raw))
+    within = math.inf
+    if "within" in raw:
+        within = _num(f"{w} 'within'", raw["within"], positive=True)
+    elif len(steps) > 1:
+        raise RuleError(f"{w} 'within' is missing: the seconds from the first step to the last")
+    absent: Step | None = None
+    absent_for = 0.0
+    if "absent_within" in raw:
+        a = raw["absent_within"]
+        aw = f"{w} 'absent_within'"
+        if not isinstance(a, Mapping) or "for" not in a:
+            raise RuleError(f"{aw} must be a mapping with 'for' (seconds) and a 'filter', got {a!r}")
+        absent_for = _num(f"{aw} 'for'", a["for"], positive=True)
+        absent = _step(aw, {k: v for k, v in a.items() if k != "for"})
+    id_field = raw.get("id_field", "id")
+    if not isinstance(id_field, str) or not id_field:
+        raise RuleError(f"{w} 'id_field' must be an event field name, got {id_field!r}")
+    return Condition("sequence", window=within, slide=0.0, steps=steps, within=within,
+                     absent=absent, absent_for=absent_for, id_field=id_field)
+
+
 def _condition(where: str, raw: Any) -> Condition:
     if not isinstance(raw, Mapping):
         raise RuleError(f"{where}: 'condition' must be a mapping with a 'kind', got {raw!r}")
@@ -110,6 +217,8 @@ def _condition(where: str, raw: Any) -> Condition:
         raise RuleError(f"{where}: condition field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
     _check_keys(f"{where}: condition", raw, _COND_KEYS[kind])
     w = f"{where}: condition field"
+    if kind == "sequence":
+        return _sequence(where, raw)
     if kind == "absence":
         if "for" not in raw:
             raise RuleError(f"{w} 'for' is missing: seconds without events before the alert fires")
@@ -132,8 +241,14 @@ def _condition(where: str, raw: Any) -> Condition:
             raise RuleError(f"{w} 'min_samples' must be an integer >= 2, got {min_samples!r}")
         return Condition(kind, window, slide, "avg", fname, k=k, min_samples=min_samples)
     aggregate = raw.get("aggregate", "count")
-    if aggregate not in AGGREGATES:
-        raise RuleError(f"{w} 'aggregate' must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+    if aggregate not in AGGREGATES and (not isinstance(aggregate, str) or quantile_of(aggregate) is None):
+        raise RuleError(f"{w} 'aggregate' must be one of {', '.join(AGGREGATES)} or pNN "
+                        f"(a percentile, 0 < NN < 100), got {aggregate!r}")
+    exact = raw.get("exact", False)
+    if not isinstance(exact, bool):
+        raise RuleError(f"{w} 'exact' must be true or false, got {exact!r}")
+    if exact and quantile_of(aggregate) is None:
+        raise RuleError(f"{w} 'exact' applies to quantile aggregates (p50, p95, ...), not '{aggregate}'")
     fname = raw.get("field")
     if aggregate != "count" and (not isinstance(fname, str) or not fname):
         raise RuleError(f"{w} 'field' is missing: aggregate '{aggregate}' needs the event field to aggregate")
@@ -147,12 +262,12 @@ def _condition(where: str, raw: Any) -> Condition:
         slide = _num(f"{w} 'slide'", raw.get("slide", window), positive=True)
         if slide > window:
             raise RuleError(f"{w} 'slide' ({slide:g}) must not be longer than 'window' ({window:g})")
-        return Condition(kind, window, slide, aggregate, fname, op, value)
+        return Condition(kind, window, slide, aggregate, fname, op, value, exact=exact)
     percent = raw.get("percent", False)
     if not isinstance(percent, bool):
         raise RuleError(f"{w} 'percent' must be true or false, got {percent!r}")
     # Rate of change compares consecutive tumbling windows.
-    return Condition(kind, window, window, aggregate, fname, op, value, percent=percent)
+    return Condition(kind, window, window, aggregate, fname, op, value, percent=percent, exact=exact)
 
 
 def _rule(index: int, raw: Any, source: str) -> Rule:
@@ -166,15 +281,7 @@ def _rule(index: int, raw: Any, source: str) -> Rule:
     if "condition" not in raw:
         raise RuleError(f"{where}: field 'condition' is missing")
     cond = _condition(where, raw["condition"])
-    flt_raw = raw.get("filter") or {}
-    if not isinstance(flt_raw, Mapping):
-        raise RuleError(f"{where}: field 'filter' must be a mapping of event field: value(s), got {flt_raw!r}")
-    flt: dict[str, tuple[Any, ...]] = {}
-    for fname, allowed in flt_raw.items():
-        values = allowed if isinstance(allowed, list) else [allowed]
-        if not values:
-            raise RuleError(f"{where}: filter field '{fname}' has an empty list of values")
-        flt[str(fname)] = tuple(values)
+    flt = _filter(f"{where}: field 'filter'", raw.get("filter") or {})
     key_raw = raw.get("key") or []
     if isinstance(key_raw, str):
         key_raw = [key_raw]
