@@ -180,6 +180,7 @@ class ComponentStats:
     capacity: float | None = None  # over the last 10 s
     process_ms: float | None = None  # bolts: execute start to ack (sampled), all time
     reporting: int = 0  # tasks with a report
+    state: dict[str, int] = field(default_factory=dict)  # summed state_size() of its tasks (alert state)
     windows: dict[str, WindowStats] = field(default_factory=dict)
     task_figures: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -276,6 +277,8 @@ def aggregate(
                 cs.streams[str(s)] = cs.streams.get(str(s), 0) + int(n)
             cs.queue += int(m.get("queue") or 0)
             cs.pending += int(m.get("pending") or 0)
+            for k, v in (m.get("state") or {}).items():
+                cs.state[str(k)] = cs.state.get(str(k), 0) + int(v)
             if m.get("complete_p50_ms") is not None:
                 p50s.append(float(m["complete_p50_ms"]))
             if m.get("complete_p99_ms") is not None:

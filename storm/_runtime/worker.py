@@ -245,6 +245,14 @@ class Worker:
             snap["queue"] = len(ex.inbox)
             if isinstance(ex, SpoutExecutor):
                 snap["pending"] = len(ex.pending)
+            # A component that keeps state reports its size (e.g. the alert
+            # engine: keys, panes, bytes); a failing report is left out.
+            size = getattr(ex.instance, "state_size", None)
+            if callable(size):
+                try:
+                    snap["state"] = {str(k): int(v) for k, v in dict(size()).items()}
+                except Exception as exc:
+                    ex.record_error(exc, "state_size")
             out[t] = snap
         return out
 

@@ -150,7 +150,7 @@ def stats_tables(stats: TopologyStats, windows: Sequence[str]) -> RenderableType
                        style="dim" if c.name.startswith("__") else "")
         if bolts:
             parts.append(bt)
-    extra = [c for c in comps if c.complete_p50_ms is not None or c.queue or c.pending]
+    extra = [c for c in comps if c.complete_p50_ms is not None or c.queue or c.pending or c.state]
     if extra:
         lines = Text()
         for c in extra:
@@ -158,6 +158,9 @@ def stats_tables(stats: TopologyStats, windows: Sequence[str]) -> RenderableType
             if c.complete_p50_ms is not None:
                 lines.append(f", complete p50 {format_latency(c.complete_p50_ms)} ms, "
                              f"p99 {format_latency(c.complete_p99_ms)} ms")
+            if c.state:
+                lines.append(", state " + ", ".join(
+                    f"{k} {format_bytes(v) if k == 'bytes' else format_count(v)}" for k, v in sorted(c.state.items())))
             lines.append("\n")
         lines.rstrip()
         parts.append(lines)
