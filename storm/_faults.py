@@ -67,11 +67,12 @@ class _Rule:
     index: int | None
     times: int | None
     seconds: float = 0.0
+    task: int | None = None  # a task id; -1: the bolt's last task (resolved at bind)
     seen: int = 0
     fired: int = 0
 
-    def fires(self, component: str, tup: Tuple) -> bool:
-        if component != self.bolt:
+    def fires(self, component: str, task_id: int, tup: Tuple) -> bool:
+        if component != self.bolt or (self.task is not None and task_id != self.task):
             return False
         if self.stream is not None and tup.stream != self.stream:
             return False
@@ -117,7 +118,7 @@ class Faults:
 
     # -- rules -------------------------------------------------------------
     def _add(self, kind: str, bolt: Any, stream: str | None, source: Any, where: Any, index: int | None,
-             times: int | None, seconds: float = 0.0) -> Faults:
+             times: int | None, seconds: float = 0.0, task: int | None = None) -> Faults:
         name = getattr(bolt, "name", bolt)
         src = getattr(source, "name", source)
         if not isinstance(name, str):
@@ -128,51 +129,78 @@ class Faults:
             raise StormError(f"{kind}('{name}'): index= is the 0-based index of a matching tuple, got {index!r}")
         if times is not None and (not isinstance(times, int) or times < 1):
             raise StormError(f"{kind}('{name}'): times= must be an integer >= 1 or None (every match), got {times!r}")
-        self.rules.append(_Rule(kind, name, stream, src, where, index, times, seconds))
+        if task is not None and (not isinstance(task, int) or (task < 0 and task != -1)):
+            raise StormError(f"{kind}('{name}'): task= is a task id of the bolt (or -1: its last task), got {task!r}")
+        self.rules.append(_Rule(kind, name, stream, src, where, index, times, seconds, task))
         return self
 
     def drop(self, bolt: Any, *, stream: str | None = None, source: Any = None,
              where: Callable[[Tuple], bool] | None = None, index: int | None = None,
-             times: int | None = 1) -> Faults:
+             times: int | None = 1, task: int | None = None) -> Faults:
         """Lose matching tuples on their way to ``bolt`` (their trees time out)."""
-        return self._add("drop", bolt, stream, source, where, index, times)
+        return self._add("drop", bolt, stream, source, where, index, times, task=task)
 
     def delay(self, bolt: Any, seconds: float, *, stream: str | None = None, source: Any = None,
               where: Callable[[Tuple], bool] | None = None, index: int | None = None,
-              times: int | None = 1) -> Faults:
+              times: int | None = 1, task: int | None = None) -> Faults:
         """Hold matching tuples back for ``seconds`` of the virtual clock
         (TestTopology.advance; run_topology advances past the last one)."""
         if not isinstance(seconds, (int, float)) or seconds < 0:
             raise StormError(f"delay('{bolt}'): seconds must be a number >= 0, got {seconds!r}")
-        return self._add("delay", bolt, stream, source, where, index, times, float(seconds))
+        return self._add("delay", bolt, stream, source, where, index, times, float(seconds), task)
 
     def duplicate(self, bolt: Any, *, stream: str | None = None, source: Any = None,
                   where: Callable[[Tuple], bool] | None = None, index: int | None = None,
-                  times: int | None = 1) -> Faults:
+                  times: int | None = 1, task: int | None = None) -> Faults:
         """Deliver matching tuples to ``bolt`` twice (the copy is unanchored)."""
-        return self._add("duplicate", bolt, stream, source, where, index, times)
+        return self._add("duplicate", bolt, stream, source, where, index, times, task=task)
 
     def fail(self, bolt: Any, *, stream: str | None = None, source: Any = None,
              where: Callable[[Tuple], bool] | None = None, index: int | None = None,
-             times: int | None = 1) -> Faults:
+             times: int | None = 1, task: int | None = None) -> Faults:
         """Fail matching tuples at ``bolt`` without executing them."""
-        return self._add("fail", bolt, stream, source, where, index, times)
+        return self._add("fail", bolt, stream, source, where, index, times, task=task)
 
     def crash(self, bolt: Any, *, stream: str | None = None, source: Any = None,
               where: Callable[[Tuple], bool] | None = None, index: int | None = None,
-              times: int | None = 1) -> Faults:
+              times: int | None = 1, task: int | None = None) -> Faults:
         """Make ``bolt`` raise InjectedFault on matching tuples (recorded, tuple failed)."""
-        return self._add("crash", bolt, stream, source, where, index, times)
+        return self._add("crash", bolt, stream, source, where, index, times, task=task)
+
+    # -- Trident ---------------------------------------------------------------
+    def replay_committed(self, bolt: Any, txid: int) -> Faults:
+        """Trident: fail the commit of batch ``txid`` at the last task of the
+        persisting component ``bolt`` (parallelism 2 or more), so its other tasks
+        have committed it when the coordinator replays it: their states then see
+        a committed txid again, which a transactional or opaque state must not
+        count twice."""
+        return self.fail(bolt, stream="commit", where=lambda t: t.values[0] == txid, task=-1)
+
+    def replay_failed(self, bolt: Any, txid: int) -> Faults:
+        """Trident: fail batch ``txid`` at component ``bolt`` before any task
+        commits it (its batch-done signal fails), so the coordinator replays it
+        and every later batch in flight."""
+        return self.fail(bolt, where=lambda t: t.stream in ("coord", "batch") and t.values[0] == txid)
 
     # -- what the harness calls --------------------------------------------
-    def bind(self, owner: object, clock: Callable[[], float], bolts: Any) -> None:
-        """Attach to one harness run; every rule must name one of its bolts."""
+    def bind(self, owner: object, clock: Callable[[], float], bolts: dict[str, list[int]]) -> None:
+        """Attach to one harness run; every rule must name one of its bolts
+        (``bolts``: name -> task ids)."""
         if self._owner is not None and self._owner is not owner:
             raise StormError("this Faults is already used by another TestTopology; make one per run")
         unknown = sorted({r.bolt for r in self.rules} - set(bolts))
         if unknown:
             raise StormError(f"faults name {', '.join(repr(u) for u in unknown)}, which is not a bolt of "
                              f"this topology; its bolts are: {', '.join(sorted(bolts)) or 'none'}")
+        for r in self.rules:
+            tasks = bolts[r.bolt]
+            if r.task == -1:
+                if r.stream == "commit" and len(tasks) < 2:
+                    raise StormError(f"replay_committed('{r.bolt}'): the component has one task, so no other "
+                                     "task has committed the batch when it is replayed; give it par=2 or more")
+                r.task = tasks[-1]
+            elif r.task is not None and r.task not in tasks:
+                raise StormError(f"{r.kind}('{r.bolt}'): task {r.task} is not one of its tasks {tasks}")
         self._owner = owner
         self._clock = clock
 
@@ -204,7 +232,7 @@ class Faults:
         if self._exempt.pop(id(tup), None) is not None:
             return True
         for rule in self.rules:
-            if rule.fires(task.component, tup):
+            if rule.fires(task.component, task.task_id, tup):
                 return self._apply(rule, task, tup)
         return True
 

@@ -355,7 +355,8 @@ class TestTopology:
         if faults is not None:
             try:
                 faults.bind(self, lambda: self._now,
-                            [c.name for c in spec.components.values() if not c.is_spout and not c.system])
+                            {c.name: list(c.tasks) for c in spec.components.values()
+                             if not c.is_spout and not c.system})
             except StormError as exc:
                 raise HarnessError(str(exc)) from None
 
