@@ -5,7 +5,8 @@ runtime's own delivery, anchoring, acking and timeouts do the rest.
 
 A rule names the bolt that receives the tuple and narrows it by the tuple's
 stream, its source component, a predicate on the tuple and/or the index of the
-matching tuple (0 = the first tuple the rule sees); `times` bounds how often it
+matching tuple (0 = the first tuple the rule sees), and to one task with
+`task` (a task id); `times` bounds how often it
 fires (default once; None: every match). Rules are tried in the order they were
 added and the first that fires takes the tuple. Tuples the harness put back
 (a delayed tuple, a duplicate) are never matched again.
@@ -21,7 +22,11 @@ What each kind does, as it would happen to a real worker:
 - ``crash``: the bolt raises ``InjectedFault`` instead of executing the tuple:
   the error is recorded for the task and the tuple failed, as for any exception
   in execute (the bolt's state is untouched; a crash that loses a worker's state
-  is `LocalTopology.kill_worker_when`)."""
+  is `LocalTopology.kill_worker_when`).
+
+For Trident, `replay_committed` and `replay_failed` replay a batch that some
+state tasks already committed, or one that failed before any commit: what a
+transactional or opaque state must count exactly once."""
 
 from __future__ import annotations
 
