@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,27 @@ class WorkerInfo:
     started_at: float = 0.0
     restart_at: float = 0.0
     quick_deaths: int = 0
+
+
+@dataclass
+class WorkerKill:
+    """A kill -9 of one worker planned by LocalTopology.kill_worker_when, and
+    once done (``done`` is set), when it happened: ``at_secs`` after the
+    topology started, with ``acked_at_kill`` spout acks reported by then, and
+    the pid that was killed."""
+
+    index: int
+    acked: int | None = None
+    component: str | None = None
+    after_secs: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    pid: int = 0
+    at_secs: float | None = None
+    acked_at_kill: int = 0
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait until the kill happened; False if it did not within `timeout`."""
+        return self.done.wait(timeout)
 
 
 class LocalTopology:
@@ -97,6 +118,10 @@ class LocalTopology:
         self._thread = threading.Thread(target=self._run, name=f"storm-local-{self.name}", daemon=True)
         self._ready = threading.Event()
         self._fatal: str | None = None
+        self._started_mono = time.monotonic()
+        # Planned kills (kill_worker_when) not done yet, and every one planned.
+        self._kills_due: list[WorkerKill] = []
+        self.kills: list[WorkerKill] = []
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, timeout: float) -> None:
@@ -198,6 +223,8 @@ class LocalTopology:
                         if w.proc is not None and w.proc.poll() is None:
                             w.proc.kill()
                 self._check_workers()
+                if self._kills_due:
+                    self._check_kills()
                 if self.trace_file is not None:
                     self._write_trace()
                 if self.stopping:
@@ -309,6 +336,29 @@ class LocalTopology:
                     w.restarts += 1
                     self._launch(w)
 
+    def spout_acked(self, component: str | None = None) -> int:
+        """Acks the spouts (or spout ``component``) reported so far, every task."""
+        spouts = {c.name for c in self.spec.spouts() if not c.system}
+        with self.lock:
+            return sum(int(m.get("acked") or 0) for m in self.task_metrics.values()
+                       if m.get("component") in spouts and (component is None or m.get("component") == component))
+
+    def _check_kills(self) -> None:
+        now = time.monotonic()
+        for k in list(self._kills_due):
+            acked = self.spout_acked(k.component)
+            due = (k.acked is not None and acked >= k.acked) or (
+                k.after_secs is not None and now - self._started_mono >= k.after_secs)
+            w = self.workers[k.index]
+            if not due or self.stopping or w.proc is None or w.proc.poll() is not None or not w.ready:
+                continue
+            w.proc.kill()
+            k.pid, k.at_secs, k.acked_at_kill = w.pid, now - self._started_mono, acked
+            self._kills_due.remove(k)
+            log.info("killed worker %d (pid %d) of '%s' as planned, after %d spout acks",
+                     k.index, k.pid, self.name, acked)
+            k.done.set()
+
     def stop(self, timeout: float | None = None) -> None:
         """Stop every worker (clean shutdown, then kill after `timeout`)."""
         if self.stopped.is_set():
@@ -330,6 +380,31 @@ class LocalTopology:
     def kill_worker(self, index: int) -> None:
         """Kill -9 one worker (it is restarted), for failure tests."""
         self.commands.put(("kill_worker", index))
+
+    def kill_worker_when(self, index: int, *, acked: int | None = None, component: str | None = None,
+                         after_secs: float | None = None) -> WorkerKill:
+        """Plan a kill -9 of worker `index` (it is restarted, and the spouts replay
+        what it held): once the spouts (or spout `component`) reported `acked`
+        acks, or `after_secs` seconds after the topology started. The returned
+        WorkerKill says when it happened (``wait()`` for it)."""
+        if not isinstance(index, int) or not 0 <= index < len(self.workers):
+            raise StormError(f"kill_worker_when(): worker index {index!r} is not one of 0..{len(self.workers) - 1} "
+                             f"(topology '{self.name}' has {len(self.workers)} workers)")
+        if (acked is None) == (after_secs is None):
+            raise StormError("kill_worker_when(): give exactly one of acked=N (spout acks) or after_secs=S")
+        if acked is not None and (not isinstance(acked, int) or acked < 0):
+            raise StormError(f"kill_worker_when(): acked= must be an integer >= 0, got {acked!r}")
+        if after_secs is not None and (not isinstance(after_secs, (int, float)) or after_secs < 0):
+            raise StormError(f"kill_worker_when(): after_secs= must be a number >= 0, got {after_secs!r}")
+        spouts = sorted(c.name for c in self.spec.spouts() if not c.system)
+        if component is not None and component not in spouts:
+            raise StormError(f"kill_worker_when(): '{component}' is not a spout of topology '{self.name}'; "
+                             f"its spouts are: {', '.join(spouts)}")
+        kill = WorkerKill(index, acked=acked, component=component,
+                          after_secs=None if after_secs is None else float(after_secs))
+        self.kills.append(kill)
+        self._kills_due.append(kill)
+        return kill
 
     # -- figures -----------------------------------------------------------
     def metrics(self) -> dict[int, dict[str, Any]]:

@@ -43,7 +43,8 @@ from typing import Any
 from ._acking import ROTATING_BUCKETS
 from ._component import Bolt, ComponentSpec, Spout
 from ._errors import StormError
-from ._runtime import BoltExecutor, Executor, Ids, SpoutExecutor, TaskHooks, Worker
+from ._faults import FaultEvent, Faults, InjectedFault
+from ._runtime import BoltExecutor, Executor, HookChain, Ids, SpoutExecutor, TaskHooks, Worker
 from ._target import build_target, load_target
 from ._topology import TopologySpec, build_spec
 from ._tuple import DEFAULT_STREAM, TICK_META, StreamMeta, Tuple
@@ -52,7 +53,10 @@ __all__ = [
     "BoltRun",
     "Delivery",
     "Emission",
+    "FaultEvent",
+    "Faults",
     "HarnessError",
+    "InjectedFault",
     "RecordedError",
     "RunResult",
     "TestTopology",
@@ -159,6 +163,8 @@ def _errors_from(entries: Iterable[Mapping[str, Any]]) -> list[RecordedError]:
 
 
 def _raise_first(errors: Sequence[RecordedError]) -> None:
+    # What a test injected (Faults.crash) is what it asked for, not a failure.
+    errors = [e for e in errors if not e.error.startswith(f"{InjectedFault.__name__}:")]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -204,16 +210,30 @@ def _row(component: str, index: int, row: Any, nfields: int, fields: Sequence[st
 
 class _Feeder(Spout):
     """Stands in for a spout named in `inputs`: emits the queued value lists in
-    order, one per next_tuple call, each with its input index as msg id."""
+    order, one per next_tuple call, each with its input index as msg id. With
+    `replay` a failed input is emitted again (first in the queue), as a
+    reliable spout does."""
 
     def __init__(self) -> None:
         self.queue: deque[tuple[int, list[Any]]] = deque()
+        self.replay = False
+        self.in_flight: dict[int, list[Any]] = {}
 
     def next_tuple(self) -> None:
         if self.queue:
             index, values = self.queue.popleft()
+            if self.replay:
+                self.in_flight[index] = values
             # Positional on purpose: whatever the emit signature's keyword names.
             self.emit(values, DEFAULT_STREAM, index)
+
+    def ack(self, msg_id: Any) -> None:
+        self.in_flight.pop(msg_id, None)
+
+    def fail(self, msg_id: Any) -> None:
+        values = self.in_flight.pop(msg_id, None)
+        if self.replay and values is not None:
+            self.queue.appendleft((msg_id, values))
 
 
 def _build(topology: Any, config: Mapping[str, Any] | None) -> TopologySpec:
@@ -260,6 +280,10 @@ class TestTopology:
     loop passes in a row or, with ``max_tuples``, once they emitted that many
     tuples (per component). ``seed`` makes the ack-tracking ids, and so the order
     of everything recorded, the same on every run.
+
+    ``faults`` (a storm.testing.Faults) drops, delays, duplicates, fails or
+    crashes chosen tuples at chosen bolts; with ``replay`` a fed spout emits a
+    failed input again, as a reliable spout does (``result.replayed(spout)``).
     """
 
     __test__ = False  # a class named Test* imported into a test module is not a test
@@ -275,6 +299,8 @@ class TestTopology:
         max_steps: int | None = None,
         timeout: float = 5.0,
         seed: int = 0,
+        faults: Faults | None = None,
+        replay: bool = False,
     ) -> None:
         if idle_steps < 1:
             raise HarnessError(f"idle_steps must be at least 1, got {idle_steps}")
@@ -323,6 +349,16 @@ class TestTopology:
         self._next_index: dict[str, int] = {}
         self._feeders: dict[str, list[_Feeder]] = {}
         self._real_spouts = [c.name for c in spec.spouts() if not c.system and c.name not in feeds]
+        if faults is not None and not isinstance(faults, Faults):
+            raise HarnessError(f"faults= takes a storm.testing.Faults, got {faults!r}")
+        self.faults = faults
+        if faults is not None:
+            try:
+                faults.bind(self, lambda: self._now,
+                            {c.name: list(c.tasks) for c in spec.components.values()
+                             if not c.is_spout and not c.system})
+            except StormError as exc:
+                raise HarnessError(str(exc)) from None
 
         # Tree ids from a seeded generator, so acker choice and ack order repeat.
         self.worker = Worker(spec, {t: 0 for t in spec.task_component}, 0, transport=None,
@@ -330,6 +366,7 @@ class TestTopology:
         for ex in self.worker.executors.values():
             _check_runtime(ex)
             if isinstance(ex.instance, _Feeder):
+                ex.instance.replay = replay
                 self._feeders.setdefault(ex.component, []).append(ex.instance)
         self._start_clock()
         for name, rows in feeds.items():
@@ -353,7 +390,10 @@ class TestTopology:
         if task.is_spout:
             self._acked.setdefault(task.component, [])
             self._failed.setdefault(task.component, [])
-        return _Recorder(self, task.component, task.task_id)
+        recorder = _Recorder(self, task.component, task.task_id)
+        if self.faults is not None and not task.is_spout:
+            return HookChain([self.faults.hook(), recorder])
+        return recorder
 
     def _capped(self, component: str) -> bool:
         return self.max_tuples is not None and self._spout_emits[component] >= self.max_tuples
@@ -407,7 +447,8 @@ class TestTopology:
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass on the virtual clock: every timer that falls due
         fires in order (bolt tick tuples, the ackers' and spouts' message
-        timeouts), with a run until quiet after each."""
+        timeouts, tuples held back by a ``delay`` fault), with a run until
+        quiet after each."""
         if seconds < 0:
             raise HarnessError(f"advance() needs seconds >= 0, got {seconds}")
         self._check_open()
@@ -415,25 +456,43 @@ class TestTopology:
         deadline = time.monotonic() + self.timeout
         while True:
             due = min((self._next_timer(ex) for ex in self.worker.executors.values()), default=_INF)
+            if self.faults is not None:
+                due = min(due, self.faults.next_due())
             if due > end:
                 break
             if time.monotonic() >= deadline:  # e.g. a timer that does not move on when it fires
                 raise TopologyTimeout(self._busy(f"while advancing to {end:g} s (at {due:g} s)"), self.result)
             self._now = due
+            if self.faults is not None:
+                self.faults.release(due)
             self.worker.timers(due)
             self._settle()
         self._now = end
 
+    @property
+    def now(self) -> float:
+        """The virtual clock: seconds since the topology started."""
+        return self._now
+
     def expire_pending(self) -> None:
         """Let enough virtual time pass that every tuple tree pending now times out
-        (the spout gets ``fail(msg_id)``), as topology.message.timeout.secs would."""
-        period = max(
-            [float(ex.rotate_secs) for ex in self.worker.spouts if ex.timeouts]
-            + [float(ex.tick_secs) for ex in self.worker.bolts if ex.cdef.system and ex.tick_secs],
-            default=0.0,
-        )
-        # An entry expires after 2 to 3 rotations of a 3-bucket RotatingMap.
-        self.advance(period * ROTATING_BUCKETS)
+        (the spout gets ``fail(msg_id)``), as topology.message.timeout.secs would:
+        Storm fails a tree between 1x and 1.5x the timeout after its emit. The
+        span is taken from the configuration, not from the runtime's timers, so
+        a runtime that waits too long fails the test instead of being waited for."""
+        self.advance(self.message_timeout() * ROTATING_BUCKETS / (ROTATING_BUCKETS - 1))
+
+    def message_timeout(self) -> float:
+        """The longest topology.message.timeout.secs of the spouts with timeouts on
+        (the configured value, floored as the runtime floors its period), 0 if none."""
+        longest = 0.0
+        for cdef in self.spec.spouts():
+            conf = {**self.spec.config, **cdef.config}
+            if cdef.system or not conf.get("topology.enable.message.timeouts", True):
+                continue
+            secs = float(conf.get("topology.message.timeout.secs") or 30)
+            longest = max(longest, secs, 0.05 * (ROTATING_BUCKETS - 1))
+        return longest
 
     @staticmethod
     def _next_timer(ex: Executor) -> float:
@@ -739,6 +798,28 @@ class RunResult:
                     out.append(e.msg_id)
         return out
 
+    def replayed(self, spout: str) -> list[Any]:
+        """Msg ids the spout emitted again after their first emit (once per
+        re-emit, in order): what a failure made it replay."""
+        self._spout(spout)
+        seen: set[Any] = set()
+        out = []
+        for e in self._t._emissions:
+            if e.component == spout and e.msg_id is not None:
+                try:
+                    if e.msg_id in seen:
+                        out.append(e.msg_id)
+                    seen.add(e.msg_id)
+                except TypeError:  # an unhashable msg id cannot be told apart
+                    continue
+        return out
+
+    @property
+    def faults(self) -> list[FaultEvent]:
+        """Every fault the run's Faults applied, in order (empty without faults)."""
+        f = self._t.faults
+        return list(f.events) if f is not None else []
+
     def remaining(self, spout: str) -> list[int]:
         """Indices of inputs a fed spout has not emitted yet."""
         self._spout(spout)
@@ -766,6 +847,8 @@ def run_topology(
     max_steps: int | None = None,
     timeout: float = 5.0,
     seed: int = 0,
+    faults: Faults | None = None,
+    replay: bool = False,
 ) -> RunResult:
     """Run a topology on fixed input until it is done, then close it.
 
@@ -775,6 +858,8 @@ def run_topology(
     emits in their place (msg id = input index). After the run, ``ticks`` rounds
     of tick tuples go to the bolts that have a tick frequency (each round followed
     by a run); with ``expire_pending`` tuple trees still pending then time out.
+    ``faults`` and ``replay`` are TestTopology's; tuples a ``delay`` fault holds
+    back are released (the clock advanced past the last) before the ticks.
 
     Raises TopologyTimeout if still busy after ``timeout`` seconds or
     ``max_steps`` loop passes (in total), and TopologyStalled if fed inputs could
@@ -797,12 +882,15 @@ def run_topology(
         raise HarnessError(f"ticks must be an integer >= 0, got {ticks!r}")
     t = TestTopology(
         topology, inputs, config=config, max_tuples=max_tuples, idle_steps=idle_steps,
-        max_steps=None, timeout=timeout, seed=seed,
+        max_steps=None, timeout=timeout, seed=seed, faults=faults, replay=replay,
     )
     t._deadline = time.monotonic() + timeout
     t._step_limit = max_steps
     try:
         t.run()
+        # A released tuple may be delayed again by another rule: repeat until none is held.
+        while faults is not None and faults.held:
+            t.advance(max(0.0, faults.last_due() - t.now))
         for _ in range(ticks):
             t.tick()
         if expire_pending:

@@ -250,6 +250,8 @@ class BoltExecutor(Executor):
             if tup.meta is TICK_META:
                 self._on_tick(tup)
                 continue
+            if not hooks.admit(self, tup):
+                continue
             if self.basic:
                 self.current = tup
             token = hooks.before_execute(self, tup)

@@ -11,6 +11,8 @@ takes the checked route and each event below is reported, in this order:
   bolt's emit (a BasicBolt's implicit anchor included) or a spout's msg id;
 - ``edge`` for each tuple of a tuple tree delivered by a bolt, and
   ``tree_started`` when a spout starts a tree (after its tuples are delivered);
+- ``admit`` before a bolt executes a tuple (not ticks): False means the hook
+  took the tuple (dropped, held back or failed it) and it is not executed;
 - ``before_execute`` / ``after_execute`` around a bolt's execute (not ticks);
 - ``acked`` / ``failed`` when a bolt acks or fails an input;
 - ``spout_acked`` / ``spout_failed`` right before the spout's ack / fail
@@ -47,6 +49,11 @@ class TaskHooks:
     def new_root(self, task: Any) -> int | None:
         """A root id for a new tree (None: the runtime draws one)."""
         return None
+
+    def admit(self, task: Any, tup: Any) -> bool:
+        """Whether the bolt task executes `tup` now; False: the hook took it (it
+        may ack, fail or re-queue it through the task's public collector/inbox)."""
+        return True
 
     def before_execute(self, task: Any, tup: Any) -> Any:
         """Returns a token passed to after_execute."""
@@ -101,6 +108,10 @@ class HookChain(TaskHooks):
             if root is not None:
                 return root
         return None
+
+    def admit(self, task: Any, tup: Any) -> bool:
+        # The first hook that takes the tuple has it: the later ones never see it.
+        return all(h.admit(task, tup) for h in self.hooks)
 
     def before_execute(self, task: Any, tup: Any) -> Any:
         return [h.before_execute(task, tup) for h in self.hooks]

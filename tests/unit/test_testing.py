@@ -480,7 +480,8 @@ def test_run_bolt_records_emit_errors_like_the_runtime() -> None:
 # -- the module itself ---------------------------------------------------------------
 def test_exports() -> None:
     assert sorted(storm.testing.__all__) == [
-        "BoltRun", "Delivery", "Emission", "HarnessError", "RecordedError", "RunResult",
+        "BoltRun", "Delivery", "Emission", "FaultEvent", "Faults", "HarnessError", "InjectedFault",
+        "RecordedError", "RunResult",
         "TestTopology", "TopologyStalled", "TopologyTimeout", "make_tick_tuple", "make_tuple",
         "run_bolt", "run_topology",
     ]
