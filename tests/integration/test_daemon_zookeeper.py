@@ -171,7 +171,8 @@ class TwoHosts:
             ["netns", "exec", self.b, "ip", "link", "set", lb, "up"],
             ["netns", "exec", self.b, "ip", "link", "set", "lo", "up"],
             ["link", "set", lt, "up"],
-            ["route", "add", f"{NET_A}/32", "via", "10.231.78.2", "dev", lt],
+            # replace, not add: a run killed before its clean-up leaves this route behind
+            ["route", "replace", f"{NET_A}/32", "via", "10.231.78.2", "dev", lt],
         ]
         for step in steps:
             r = _ip(*step)
