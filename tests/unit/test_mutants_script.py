@@ -36,7 +36,7 @@ def load_script() -> ModuleType:
 mutants = load_script()
 
 
-@pytest.mark.parametrize("m", mutants.MUTANTS, ids=lambda m: m.name)
+@pytest.mark.parametrize("m", mutants.MUTANTS + mutants.CORE_MUTANTS, ids=lambda m: m.name)
 def test_every_default_mutant_applies_and_names_existing_tests(m: Any) -> None:
     assert mutants.check_pattern(m) is None
     for t in m.tests:
