@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._errors import EmitError
 from .._serialization import check_values
 from .._tuple import DEFAULT_STREAM, Tuple
 from .acking import anchor
@@ -380,10 +379,3 @@ class SpoutCollector(Collector):
         if hooks is not None and edges is not None:
             hooks.tree_started(ex, root, route.stream, values, msg_id, edges)
         return tasks
-
-
-def not_running(name: str) -> Callable[..., Any]:
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise EmitError(f"{name}() is only available while the topology runs")
-
-    return refuse

@@ -173,9 +173,6 @@ class Worker:
         cap = self.capacity
         return any(len(ib) >= cap for ib in self.inboxes.values())
 
-    def flush_acks(self) -> None:
-        self.tracker.flush()
-
     def step(self, now: float) -> int:
         """One pass: bolts, the ack flush, spout results, spouts. Returns how
         much work was done."""
