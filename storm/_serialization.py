@@ -35,19 +35,21 @@ def check_group(group: Any, nstreams: int) -> str | None:
     """What is wrong with one group of a tuple batch (None: its shape is right).
 
     Checked once per group, not per tuple: ``[dest, src, sid, values_list,
-    roots_list]`` with int task ids, a stream id in range, a list of tuples and
-    a roots list (or None) of the same length."""
+    trees]`` with int task ids, a stream id in range, a list of tuples and
+    trees None or a list of two ids per tuple or of one list per tuple
+    (storm._runtime.batching)."""
     if type(group) is not list or len(group) != 5:
         return "a group is not a 5-element list"
-    task, src, sid, values_list, roots_list = group
+    task, src, sid, values_list, trees = group
     if type(task) is not int or type(src) is not int or type(sid) is not int:
         return "a group's task, source task or stream id is not an int"
     if not 0 <= sid < nstreams:
         return f"stream id {sid} is not one of this topology's {nstreams} streams"
     if type(values_list) is not list:
         return "a group's tuples are not a list"
-    if roots_list is not None and (type(roots_list) is not list or len(roots_list) != len(values_list)):
-        return "a group's roots are not a list as long as its tuples"
+    if trees is not None and (type(trees) is not list
+                              or len(trees) not in (len(values_list), 2 * len(values_list))):
+        return "a group's trees are not a list of one entry or two ids per tuple"
     return None
 
 

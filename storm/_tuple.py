@@ -1,7 +1,8 @@
 """The Tuple users receive in Bolt.execute, and the per-stream metadata it shares.
 
-A Tuple is created once per delivery, so it holds only four slots and points at a
-shared StreamMeta for everything that is the same for every tuple of a stream."""
+A Tuple is created once per delivery, so it holds only its values, its source
+task and its place in the tuple trees, and points at a shared StreamMeta for
+everything that is the same for every tuple of a stream."""
 
 from __future__ import annotations
 
@@ -45,20 +46,50 @@ class Tuple:
     came from; ``tup.is_tick`` is true for tick tuples.
     """
 
-    # ack_val: the XOR of the edge ids of the tuples anchored to this one (see
-    # storm._runtime.acking). Compiled, this is a native class: no __dict__.
-    __slots__ = ("values", "meta", "source_task", "roots", "ack_val")
+    # Ack tracking, one form (see storm._runtime.acking): `root` is the tree
+    # the tuple belongs to (None: outside any tree) and `edge` its edge id in
+    # it; `more` holds the other trees, root -> edge, of a tuple anchored into
+    # several (None otherwise). ack_val: the XOR of the edge ids of the tuples
+    # anchored to this one. Compiled, this is a native class: no __dict__.
+    __slots__ = ("values", "meta", "source_task", "root", "edge", "more", "ack_val")
 
     def __init__(
-        self, values: Sequence[Any], meta: StreamMeta, source_task: int, roots: Any = None
+        self, values: Sequence[Any], meta: StreamMeta, source_task: int, root: Any = None,
+        edge: Any = 0, more: dict[Any, Any] | None = None,
     ) -> None:
         self.values: Any = values
         self.meta = meta
         self.source_task = source_task
-        # Ack tracking: a (root, edge) pair or a dict root -> edge id of this
-        # tuple, or None when the tuple is outside any tuple tree.
-        self.roots: Any = roots
+        self.root: Any = root
+        self.edge: Any = edge
+        self.more: dict[Any, Any] | None = more
         self.ack_val: Any = 0
+
+    @property
+    def in_tree(self) -> bool:
+        """Whether the tuple belongs to a tuple tree (acking it matters)."""
+        return self.root is not None
+
+    @property
+    def roots(self) -> Any:
+        """The trees of the tuple, for code off the hot path (tracing, tests):
+        None, a (root, edge) pair, or a dict root -> edge for several trees."""
+        if self.root is None:
+            return None
+        if self.more is None:
+            return (self.root, self.edge)
+        trees = {self.root: self.edge}
+        trees.update(self.more)
+        return trees
+
+    def trees(self) -> list[tuple[Any, Any]]:
+        """(root, edge) of every tree the tuple belongs to."""
+        if self.root is None:
+            return []
+        out = [(self.root, self.edge)]
+        if self.more is not None:
+            out.extend(self.more.items())
+        return out
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ the same source interpreted otherwise (``STORM_PURE_PYTHON=1`` forces it)."""
 
 from __future__ import annotations
 
-from .acking import AckerBolt, AckTracker, Ids, RotatingMap, root_items
+from .acking import AckerBolt, AckTracker, Ids, RotatingMap
 from .executor import BoltExecutor, Executor, SpoutExecutor
 from .hooks import HookChain, TaskHooks
 from .routing import Route
@@ -43,7 +43,6 @@ __all__ = [
     "TaskStats",
     "Transport",
     "Worker",
-    "root_items",
 ]
 
 

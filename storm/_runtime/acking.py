@@ -7,9 +7,10 @@ Semantics (Storm's): a spout emit with a msg id starts a tree with a random
 tree it belongs to. The acker XORs each edge twice (once when created, once
 when acked), so a tree is complete when its value returns to 0.
 
-Roots of a tuple are None (outside any tree), a (root, edge) pair (one tree:
-the usual case, cheap to make and to pack; a list when it came over the wire)
-or a dict root -> edge (a tuple anchored into several trees).
+A tuple's place in the trees has one form (storm._tuple.Tuple): `root` and
+`edge` for its tree (root None: outside any tree), and `more`, root -> edge,
+for the other trees of a tuple anchored into several (None otherwise): the
+usual one-tree case allocates nothing for it and packs as two ints.
 
 This module does not route or batch: it hands what it must send to the
 worker's `deliver`, and never touches sockets."""
@@ -34,10 +35,10 @@ __all__ = [
     "Ids",
     "RotatingMap",
     "anchor",
-    "root_items",
 ]
 
 UINT64_MAX = (1 << 64) - 1
+_MISSING: Any = object()
 
 
 class Ids:
@@ -56,37 +57,33 @@ class Ids:
         return self.bits(64) or 1
 
 
-def root_items(roots: Any) -> Any:
-    """(root, edge) pairs of a tuple's roots (a pair, a wire list or a dict)."""
-    if type(roots) is dict:
-        return roots.items()
-    return (roots,)
-
-
-def anchor(anchors: Any, new_id: Callable[[], int]) -> Any:
+def anchor(anchors: Any, new_id: Callable[[], int]) -> tuple[Any, Any, dict[Any, Any] | None]:
     """Anchor a new child to each tuple of `anchors` that is in a tree: a new
     edge id per anchor, XORed into the anchor's ack value and into the child's
-    roots, which this returns (None when no anchor is in a tree). The one
-    place the anchor-edge XOR is done for several anchors; the collectors
-    inline the one-anchor case (emit.py)."""
-    roots: Any = None
+    trees, returned as (root, edge, more) (root None when no anchor is in a
+    tree). The one place the anchor-edge XOR is done for several anchors; the
+    collectors inline the one-anchor case (emit.py)."""
+    trees: dict[Any, Any] | None = None
     for a in anchors:
-        ar = a.roots
-        if not ar:
+        ar = a.root
+        if ar is None:
             continue
         e = new_id()
         a.ack_val ^= e
-        if roots is None:
-            roots = {}
-        if type(ar) is dict:
-            for r in ar:
-                roots[r] = roots.get(r, 0) ^ e
-        else:
-            r = ar[0]
-            roots[r] = roots.get(r, 0) ^ e
-    if roots is not None and len(roots) == 1:
-        return next(iter(roots.items()))
-    return roots
+        if trees is None:
+            trees = {}
+        trees[ar] = trees.get(ar, 0) ^ e
+        more = a.more
+        if more is not None:
+            for r in more:
+                trees[r] = trees.get(r, 0) ^ e
+    if trees is None:
+        return None, 0, None
+    it = iter(trees.items())
+    root, edge = next(it)
+    if len(trees) == 1:
+        return root, edge, None
+    return root, edge, dict(it)
 
 
 class RotatingMap:
@@ -111,8 +108,9 @@ class RotatingMap:
 
     def get(self, key: Any, default: Any = None) -> Any:
         for b in self._buckets:
-            if key in b:
-                return b[key]
+            v = b.get(key, _MISSING)
+            if v is not _MISSING:
+                return v
         return default
 
     def put(self, key: Any, value: Any) -> None:
@@ -129,8 +127,9 @@ class RotatingMap:
 
     def pop(self, key: Any, default: Any = None) -> Any:
         for b in self._buckets:
-            if key in b:
-                return b.pop(key)
+            v = b.pop(key, _MISSING)
+            if v is not _MISSING:
+                return v
         return default
 
     def rotate(self) -> dict[Any, Any]:
@@ -274,29 +273,27 @@ class AckTracker:
     def ack(self, tup: Tuple) -> None:
         """A bolt acked `tup`: fold its edge XOR its ack value (the edges of the
         children anchored to it) into each of its trees."""
-        roots = tup.roots
-        if not roots:
+        root = tup.root
+        if root is None:
             return
         av = tup.ack_val
         pending = self.pending
-        if type(roots) is dict:
-            for root, edge in roots.items():
-                pending[root] = pending.get(root, 0) ^ edge ^ av
-        else:
-            # A leaf (no child anchored: av is 0) and a tree's first ack in a pass
-            # skip an XOR each: every XOR of 64-bit ids allocates an int.
-            root = roots[0]
-            value = roots[1] ^ av if av else roots[1]
-            folded = pending.get(root)
-            pending[root] = value if folded is None else folded ^ value
+        # A leaf (no child anchored: av is 0) and a tree's first ack in a pass
+        # skip an XOR each: every XOR of 64-bit ids allocates an int.
+        value = tup.edge ^ av if av else tup.edge
+        folded = pending.get(root)
+        pending[root] = value if folded is None else folded ^ value
+        more = tup.more
+        if more is not None:
+            for r, edge in more.items():
+                pending[r] = pending.get(r, 0) ^ edge ^ av
 
     def fail(self, tup: Tuple, src: int) -> None:
         """A bolt (task `src`) failed `tup`: fail each of its trees now."""
-        roots = tup.roots
-        if not roots:
+        if tup.root is None:
             return
         inits = self.inits
-        for root, _edge in root_items(roots):
+        for root, _edge in tup.trees():
             spout_task = inits.pop(root, 0) if inits else 0
             if spout_task:
                 # The tree's init has not left this worker yet: fail it here.

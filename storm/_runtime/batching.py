@@ -2,10 +2,13 @@
 per destination worker and flush, batches held back by the transport's
 high-water mark, and the decoding of received frames into local inboxes.
 
-A group is ``[dest task, src task, stream id, [values, ...], [roots, ...] | None]``
-(the roots list only for tuples in trees), so msgpack packs each tuple's values
-and nothing else; a frame is ``[KIND_TUPLES, [group, ...]]``. Hostile or broken
-frames are dropped and counted, never raised.
+A group is ``[dest task, src task, stream id, [values, ...], trees]``, so
+msgpack packs each tuple's values and nothing else; ``trees`` is None for
+tuples outside any tree, ``[root, edge, root, edge, ...]`` (two ints per tuple)
+for tuples in one tree each, or ``[[root, edge, root, edge, ...], ...]`` (one
+flat list per tuple) for tuples anchored into several. A frame is
+``[KIND_TUPLES, [group, ...]]``. Hostile or broken frames are dropped and
+counted, never raised.
 
 This module owns the wire shape of tuples; it knows nothing of routing or
 acking (a tuple that cannot be encoded is handed back to `on_unencodable`)."""
@@ -22,21 +25,26 @@ from .._serialization import KIND_TUPLES, check_group, describe_unencodable, pac
 from .._tuple import StreamMeta, Tuple
 from .transport import Transport
 
-__all__ = ["Outbox", "decode_frames"]
+__all__ = ["ONE_TREE", "PLAIN", "TREES", "Outbox", "decode_frames"]
+
+# The kinds of outgoing group: tuples outside any tree, in one tree each, in several.
+PLAIN = 0
+ONE_TREE = 1
+TREES = 2
 
 log = logging.getLogger("storm.worker")
 
 
 class Outbox:
     """Outgoing groups per destination worker, and the frames waiting for the
-    transport. `on_unencodable(src, exc, values, roots)` is told of a tuple
-    msgpack refused; the rest of its batch is sent."""
+    transport. `on_unencodable(src, exc, tuple)` is told of a tuple msgpack
+    refused; the rest of its batch is sent."""
 
     def __init__(self, nworkers: int, task_worker: dict[int, int], streams: list[StreamMeta],
                  batch_size: int, transport: Transport | None,
-                 on_unencodable: Callable[[int, SerializationError, Any, Any], None]) -> None:
+                 on_unencodable: Callable[[int, SerializationError, Any], None]) -> None:
         self.groups: list[list[list[Any]]] = [[] for _ in range(nworkers)]
-        self.index: dict[tuple[int, int, int, bool], list[Any]] = {}
+        self.index: dict[tuple[int, int, int, int], list[Any]] = {}
         self.blocked: list[deque[bytes]] = [deque() for _ in range(nworkers)]
         self.task_worker = task_worker
         self.streams = streams
@@ -45,35 +53,40 @@ class Outbox:
         self.on_unencodable = on_unencodable
         self.ordered_sids = frozenset(m.sid for m in streams if m.ordered)
 
-    def group(self, task: int, src: int, sid: int, rooted: bool) -> list[Any]:
-        """The outgoing group for (task, src, sid, rooted), created on first use."""
-        key = (task, src, sid, rooted)
+    def group(self, task: int, src: int, sid: int, kind: int) -> list[Any]:
+        """The outgoing group for (task, src, sid, kind), created on first use;
+        kind is PLAIN, ONE_TREE or TREES (the shape of its trees list)."""
+        key = (task, src, sid, kind)
         g = self.index.get(key)
         if g is None:
-            g = [task, src, sid, [], [] if rooted else None]
+            g = [task, src, sid, [], None if kind == PLAIN else []]
             self.index[key] = g
             self.groups[self.task_worker[task]].append(g)
         return g
 
-    def put(self, task: int, values: Any, sid: int, src: int, roots: Any) -> None:
+    def put(self, task: int, values: Any, sid: int, src: int, root: Any, edge: Any,
+            more: dict[Any, Any] | None) -> None:
         """Queue one tuple for a remote task."""
-        rooted = roots is not None
-        g = self.index.get((task, src, sid, rooted)) or self.group(task, src, sid, rooted)
+        kind = PLAIN if root is None else ONE_TREE if more is None else TREES
+        g = self.index.get((task, src, sid, kind)) or self.group(task, src, sid, kind)
         vals: list[Any] = g[3]
-        if sid in self.ordered_sids:
+        ordered = sid in self.ordered_sids
+        if ordered:
             # A barrier: what was queued before it leaves first, it goes next,
             # alone (see Stream.ordered).
-            w = self.task_worker[task]
-            self.flush(w)
-            vals.append(values)
-            if rooted:
-                g[4].append(roots)
-            self.flush(w)
-            return
+            self.flush(self.task_worker[task])
         vals.append(values)
-        if rooted:
-            g[4].append(roots)
-        if len(vals) >= self.batch_size:
+        if kind == ONE_TREE:
+            trees: list[Any] = g[4]
+            trees.append(root)
+            trees.append(edge)
+        elif kind == TREES:
+            flat = [root, edge]
+            for r, e in more.items():  # type: ignore[union-attr]
+                flat.append(r)
+                flat.append(e)
+            g[4].append(flat)
+        if ordered or len(vals) >= self.batch_size:
             self.flush(self.task_worker[task])
 
     def flush(self, w: int) -> None:
@@ -120,11 +133,11 @@ class Outbox:
     def _pack_salvaging(self, batch: list[list[Any]]) -> bytes:
         """A batch failed to encode: find the bad tuples, hand them back, send the rest."""
         good_groups = []
-        for task, src, sid, values_list, roots_list in batch:
+        for task, src, sid, values_list, trees in batch:
             good_values: list[Any] = []
-            good_roots: list[Any] | None = None if roots_list is None else []
+            good_trees: list[Any] | None = None if trees is None else []
+            one_tree = trees is not None and len(trees) == 2 * len(values_list)
             for i, values in enumerate(values_list):
-                roots = roots_list[i] if roots_list is not None else None
                 try:
                     pack(values)
                 except (TypeError, ValueError, OverflowError):
@@ -135,14 +148,38 @@ class Outbox:
                         f"component '{meta.component}' emitted a value msgpack cannot encode on "
                         f"stream '{meta.stream}': field '{fname}' holds {bad[1]}"
                     )
-                    self.on_unencodable(src, exc, Tuple(values, meta, src, roots), roots)
+                    self.on_unencodable(src, exc, _tuple_of(values, meta, src, trees, i, one_tree))
                     continue
                 good_values.append(values)
-                if good_roots is not None:
-                    good_roots.append(roots)
+                if good_trees is not None and trees is not None:
+                    if one_tree:
+                        good_trees.append(trees[2 * i])
+                        good_trees.append(trees[2 * i + 1])
+                    else:
+                        good_trees.append(trees[i])
             if good_values:
-                good_groups.append([task, src, sid, good_values, good_roots])
+                good_groups.append([task, src, sid, good_values, good_trees])
         return pack([KIND_TUPLES, good_groups])
+
+
+def _tuple_of(values: Any, meta: StreamMeta, src: int, trees: Any, i: int,
+              one_tree: bool) -> Tuple | None:
+    """The Tuple of entry `i` of a group (its trees from the group's wire form)."""
+    if trees is None:
+        return Tuple(values, meta, src)
+    if one_tree:
+        return Tuple(values, meta, src, trees[2 * i], trees[2 * i + 1])
+    return _several(values, meta, src, trees[i])
+
+
+def _several(values: Any, meta: StreamMeta, src: int, flat: Any) -> Tuple | None:
+    """A tuple in several trees from its flat [root, edge, ...] (None: malformed)."""
+    if type(flat) is not list or len(flat) < 4 or len(flat) % 2:
+        return None
+    more = {}
+    for j in range(2, len(flat), 2):
+        more[flat[j]] = flat[j + 1]
+    return Tuple(values, meta, src, flat[0], flat[1], more)
 
 
 class FrameDrops:
@@ -195,18 +232,31 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
             task = group[0]
             src = group[1]
             values_list: list[Any] = group[3]
-            roots_list: list[Any] | None = group[4]
+            trees: list[Any] | None = group[4]
             app = append_get(task)
             if app is None:
                 drops.unknown_task_tuples += len(values_list)
                 drops.drop(frame, f"addressed to task {task}, which is not in this worker")
                 continue
             meta = streams[group[2]]
-            if roots_list is None:
+            if trees is None:
                 for values in values_list:
-                    app(Tuple(values, meta, src, None))
+                    app(Tuple(values, meta, src))
+            elif len(trees) == 2 * len(values_list):
+                i = 0
+                for values in values_list:
+                    app(Tuple(values, meta, src, trees[i], trees[i + 1]))
+                    i += 2
             else:
+                bad = 0
                 for i in range(len(values_list)):
-                    app(Tuple(values_list[i], meta, src, roots_list[i]))
+                    tup = _several(values_list[i], meta, src, trees[i])
+                    if tup is None:
+                        bad += 1
+                    else:
+                        app(tup)
+                if bad:
+                    drops.drop(frame, f"{bad} tuple(s) whose trees are not [root, edge, ...] lists")
+                n -= bad
             n += len(values_list)
     return n

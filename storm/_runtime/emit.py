@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .._serialization import check_values
 from .._tuple import DEFAULT_STREAM, Tuple
 from .acking import anchor
+from .batching import ONE_TREE, PLAIN
 from .routing import (
     BY_CYCLE,
     BY_KEY,
@@ -44,6 +45,15 @@ __all__ = ["BoltCollector", "SpoutCollector"]
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 _CACHE_MAX = 65536  # keys cached per task before the cache starts afresh
+
+
+def _pairs(root: Any, edge: Any, more: dict[Any, Any] | None) -> Any:
+    """A child's trees as hooks see them: a (root, edge) pair, or a dict root -> edge."""
+    if more is None:
+        return (root, edge)
+    trees = {root: edge}
+    trees.update(more)
+    return trees
 
 
 class Delivery:
@@ -123,10 +133,10 @@ class Collector:
         local: Any = self.local_get(t)
         if local is not None:
             return Delivery(tasks, local, None, None, None, 0)
-        box = self.outbox.group(t, self.me, d.meta.sid, False)[3]
+        box = self.outbox.group(t, self.me, d.meta.sid, PLAIN)[3]
         rvals = rroots = None
         if self.acking:
-            g = self.outbox.group(t, self.me, d.meta.sid, True)
+            g = self.outbox.group(t, self.me, d.meta.sid, ONE_TREE)
             rvals, rroots = g[3], g[4]
         return Delivery(tasks, local, box, rvals, rroots, self.outbox.task_worker[t])
 
@@ -160,7 +170,7 @@ class Collector:
     def _deliver_plain(self, dl: Delivery, values: Sequence[Any], d: Route) -> Sequence[int]:
         local = dl.local
         if local is not None:
-            local(Tuple(values, d.meta, self.me, None))
+            local(Tuple(values, d.meta, self.me))
         else:
             box = dl.box
             box.append(values)
@@ -201,8 +211,10 @@ class BoltCollector(Collector):
                 a = anchors[0]
             else:
                 return self.checked_emit(values, stream, anchors, direct_task)
-            ar = a.roots
-            if ar:
+            ar = a.root
+            if ar is not None:
+                if a.more is not None:  # an anchor in several trees
+                    return self.checked_emit(values, stream, anchors, direct_task)
                 self._check_default(values, d)
                 dl = self._lookup(d, values)
                 d.count += 1
@@ -210,14 +222,15 @@ class BoltCollector(Collector):
                 e = self.bits(64)
                 av = a.ack_val
                 a.ack_val = av ^ e if av else e
-                roots = (ar[0], e) if type(ar) is not dict else dict.fromkeys(ar, e)
                 local = dl.local
                 if local is not None:
-                    local(Tuple(values, d.meta, self.me, roots))
+                    local(Tuple(values, d.meta, self.me, ar, e))
                 else:
                     rvals = dl.rvals
                     rvals.append(values)
-                    dl.rroots.append(roots)
+                    rroots = dl.rroots
+                    rroots.append(ar)
+                    rroots.append(e)
                     if len(rvals) >= self.batch_size:
                         self.flush(dl.w)
                 return dl.tasks
@@ -241,13 +254,13 @@ class BoltCollector(Collector):
         if group and self.acking:
             new_id = self.new_id
             for t in tasks:
-                roots = anchor(group, new_id)
-                deliver(t, values, sid, me, roots)
-                if hooks is not None and roots is not None:
-                    hooks.edge(self.ex, stream, values, t, roots, group)
+                root, edge, more = anchor(group, new_id)
+                deliver(t, values, sid, me, root, edge, more)
+                if hooks is not None and root is not None:
+                    hooks.edge(self.ex, stream, values, t, _pairs(root, edge, more), group)
         else:
             for t in tasks:
-                deliver(t, values, sid, me, None)
+                deliver(t, values, sid, me)
         if hooks is not None:
             hooks.emitted(self.ex, stream, values, tasks, tuple(group), direct_task)
         return tasks
@@ -262,7 +275,7 @@ class BoltCollector(Collector):
                 "pass ack() the Tuple given to execute()"), "ack")
             return
         t: Tuple = tup
-        if t.roots:
+        if t.root is not None:
             try:
                 self.tracker.ack(t)
             except (AttributeError, TypeError, ValueError, IndexError):
@@ -284,7 +297,7 @@ class BoltCollector(Collector):
                 "pass fail() the Tuple given to execute()"), "fail")
             return
         t: Tuple = tup
-        if t.roots:
+        if t.root is not None:
             try:
                 self.tracker.fail(t, self.me)
             except (AttributeError, TypeError, ValueError, IndexError):
@@ -340,7 +353,7 @@ class SpoutCollector(Collector):
             ex.emitted_this_call += 1
             sid = route.meta.sid
             for t in tasks:
-                self.deliver(t, values, sid, self.me, None)
+                self.deliver(t, values, sid, self.me)
             if msg_id is not None:
                 ex.immediate_acks.append(msg_id)
         if self.hooks is not None:
@@ -371,7 +384,7 @@ class SpoutCollector(Collector):
         for t in tasks:
             e = bits(64)
             xor = xor ^ e if xor else e
-            deliver(t, values, sid, me, (root, e))
+            deliver(t, values, sid, me, root, e)
             if edges is not None:
                 edges.append((t, e))
         ex.pending.put_new(root, (msg_id, self.clock()))

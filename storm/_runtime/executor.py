@@ -154,7 +154,7 @@ class BoltExecutor(Executor):
         inst.prepare(self.conf, self.context)
 
     def fail_unencodable(self, tup: Tuple) -> None:
-        if tup.roots:
+        if tup.root is not None:
             self.worker.tracker.fail(tup, self.task_id)
 
     def end_probe(self) -> None:
@@ -329,7 +329,7 @@ class SpoutExecutor(Executor):
         inst.open(self.conf, self.context)
 
     def fail_unencodable(self, tup: Tuple) -> None:
-        if tup.roots:
+        if tup.root is not None:
             self.worker.tracker.fail(tup, self.task_id)
 
     def handle_results(self) -> int:

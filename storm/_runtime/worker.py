@@ -118,15 +118,17 @@ class Worker:
             sp.setup()
 
     # -- delivery ----------------------------------------------------------
-    def deliver(self, task: int, values: Sequence[Any], sid: int, src: int, roots: Any) -> None:
+    def deliver(self, task: int, values: Sequence[Any], sid: int, src: int, root: Any = None,
+                edge: Any = 0, more: dict[Any, Any] | None = None) -> None:
+        """Hand one tuple to task `task`: its inbox here, else its worker's group."""
         inbox = self._local_inbox_get(task)
         if inbox is not None:
-            inbox.append(Tuple(values, self.streams[sid], src, roots))
+            inbox.append(Tuple(values, self.streams[sid], src, root, edge, more))
         else:
-            self.outbox.put(task, values, sid, src, roots)
+            self.outbox.put(task, values, sid, src, root, edge, more)
 
     def _deliver_system(self, task: int, values: list[Any], sid: int, src: int) -> None:
-        self.deliver(task, values, sid, src, None)
+        self.deliver(task, values, sid, src)
 
     def _finish(self, spout_task: int, root: Any, ok: bool) -> None:
         self.executors[spout_task].finish(root, ok)  # type: ignore[attr-defined]
@@ -137,11 +139,11 @@ class Worker:
         if spout is not None:
             spout.finish(root, ok)  # type: ignore[attr-defined]
         else:
-            self.deliver(spout_task, [root, ok], sid, src, None)
+            self.deliver(spout_task, [root, ok], sid, src)
 
-    def _unencodable(self, src: int, exc: SerializationError, tup: Any, roots: Any) -> None:
+    def _unencodable(self, src: int, exc: SerializationError, tup: Any) -> None:
         ex = self.executors.get(src)
-        if ex is not None:
+        if ex is not None and tup is not None:
             ex.record_error(exc, "emit")
             ex.fail_unencodable(tup)
 

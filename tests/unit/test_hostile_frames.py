@@ -97,8 +97,8 @@ def test_garbage_frames_are_dropped_and_counted(frame: bytes, caplog: pytest.Log
     ([1, 1, -1, [[1]], None], "stream id -1"),
     ([1, 1, 10**6, [[1]], None], "stream id"),
     ([1, 1, 0, "values", None], "tuples are not a list"),
-    ([1, 1, 0, [[1], [2]], [{1: 2}]], "as long as its tuples"),
-    ([1, 1, 0, [[1]], {"r": 1}], "as long as its tuples"),
+    ([1, 1, 0, [[1], [2]], [{1: 2}]], "one entry or two ids per tuple"),
+    ([1, 1, 0, [[1]], {"r": 1}], "one entry or two ids per tuple"),
 ])
 def test_malformed_groups_are_dropped_beside_good_ones(group: Any, problem: str) -> None:
     w, mine, _other, sid = make_worker()
@@ -139,9 +139,26 @@ def test_a_flood_is_logged_sparingly(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_rooted_tuples_keep_their_roots() -> None:
     w, mine, _other, sid = make_worker()
-    w.receive([batch([mine, 1, sid, [[1]], [[7, 9]]])])
+    w.receive([batch([mine, 1, sid, [[1], [2]], [7, 9, 8, 10]])])
+    one, two = w.inboxes[mine]
+    assert (one.root, one.edge, one.more, one.ack_val) == (7, 9, None, 0)
+    assert (two.root, two.edge, two.more) == (8, 10, None)
+
+
+def test_tuples_in_several_trees_keep_them_all() -> None:
+    w, mine, _other, sid = make_worker()
+    w.receive([batch([mine, 1, sid, [[1]], [[7, 9, 8, 10]]])])
     (tup,) = w.inboxes[mine]
-    assert tup.roots == [7, 9] and tup.ack_val == 0
+    assert (tup.root, tup.edge, tup.more) == (7, 9, {8: 10})
+    assert tup.roots == {7: 9, 8: 10}
+
+
+@pytest.mark.parametrize("trees", [[[7, 9, 8]], [[7]], [["x"]], [7]], ids=["odd", "short", "str", "flat-short"])
+def test_malformed_trees_are_dropped(trees: Any) -> None:
+    w, mine, _other, sid = make_worker()
+    assert w.receive([batch([mine, 1, sid, [[1]], trees])]) == 0
+    assert not w.inboxes[mine]
+    assert w.dropped_frames == 1
 
 
 @pytest.mark.parametrize("msg, ok", [
