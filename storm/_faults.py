@@ -140,10 +140,14 @@ class _Held:
 
 
 class Faults:
-    """The faults of one test run; pass it as ``faults=`` to TestTopology or
-    run_topology. Every method returns the Faults, so rules chain::
+    """The faults of one test run; pass it as ``faults=`` to TestTopology,
+    run_topology or LocalCluster.submit. Every method returns the Faults, so
+    rules chain::
 
         faults = Faults().crash("count", where=lambda t: t[0] == "cow").drop("split", index=2)
+
+    (for LocalCluster, ``where=`` must be a module-level function instead of
+    a lambda: its worker processes import it by name).
     """
 
     def __init__(self) -> None:
@@ -185,7 +189,8 @@ class Faults:
               where: Callable[[Tuple], bool] | None = None, index: int | None = None,
               times: int | None = 1, task: int | None = None) -> Faults:
         """Hold matching tuples back for ``seconds`` of the virtual clock
-        (TestTopology.advance; run_topology advances past the last one)."""
+        (TestTopology.advance; run_topology advances past the last one); under
+        LocalCluster, for ``seconds`` of real time (workers have no virtual clock)."""
         if not isinstance(seconds, (int, float)) or seconds < 0:
             raise StormError(f"delay('{bolt}'): seconds must be a number >= 0, got {seconds!r}")
         return self._add("delay", bolt, stream, source, where, index, times, float(seconds), task)

@@ -132,3 +132,27 @@ def test_rules_workers_cannot_import_are_refused_before_any_worker_starts(cluste
         cluster.submit(topos_faults.Counting, config=conf, faults=[("drop", "count")])  # type: ignore[arg-type]
     assert cluster.topologies == {}
     assert not list((Path(cluster.local_dir)).glob("*/faults.json"))
+
+
+@pytest.mark.timeout(60)
+def test_rules_hold_across_a_worker_killed_and_restarted(cluster: LocalCluster, record_dir: Path) -> None:
+    # Worker 1 holds count task 2 and an acker; the spout (task 3) is in worker 0.
+    count = 600
+    conf = {RECORD_DIR: str(record_dir), SUMMARY_DIR_KEY: str(record_dir), topos_faults.COUNT: count,
+            topos_faults.RATE: 300}
+    topo = cluster.submit(topos_faults.Counting, config=conf, faults=Faults().crash("count", where=crash_on,
+                                                                                     times=3))
+    assert topo.spec.assign(2)[2] == 1 and topo.spec.assign(2)[3] == 0
+    kill = topo.kill_worker_when(1, acked=200, component="numbers")
+    assert kill.wait(30), "the planned kill did not happen"
+    wait_for(topo, lambda: summary(record_dir).get("finished") is True, "every message settled", timeout=60)
+    topo.stop()
+    assert topo.workers[1].restarts == 1
+    check_acked_exactly_once(record_dir, count)
+    # times=3 counted over both workers and both incarnations of worker 1:
+    # the restarted worker found the rule's fires used up in the shared file.
+    events = topo.faults()
+    assert [e.kind for e in events] == ["crash"] * 3 and all(e.values[0] % 50 == 3 for e in events)
+    replayed = topo.replayed("numbers")
+    assert {e.values[0] for e in events} <= set(replayed)
+    assert len(replayed) == summary(record_dir)["replays"]

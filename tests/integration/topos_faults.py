@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from topos_common import FLUSH_TICKS, Recording
-from topos_reliability import COUNT, NumberSource
+from topos_reliability import COUNT, RATE, NumberSource
 
 from storm import Bolt, Grouping, Topology, TopologyContext, Tuple
 
-__all__ = ["COUNT", "Counting"]
+__all__ = ["COUNT", "RATE", "Counting"]
 
 WORDS = ["the", "cow", "jumped", "over", "moon", "and", "end"]
 
