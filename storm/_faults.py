@@ -46,6 +46,7 @@ from __future__ import annotations
 import fcntl
 import heapq
 import json
+import logging
 import os
 import struct
 import sys
@@ -54,14 +55,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import StormError
-from ._runtime import HookChain, TaskHooks
+from ._runtime import HookChain, TaskHooks, Worker
 from ._serialization import pack, unpack
 from ._tuple import Tuple
 
+if TYPE_CHECKING:
+    from ._trace import Tracer
+
 __all__ = ["FaultEvent", "Faults", "InjectedFault"]
+
+log = logging.getLogger("storm.faults")
 
 KINDS = ("drop", "delay", "duplicate", "fail", "crash")
 
@@ -476,11 +482,19 @@ class _EventLog:
     it had recorded."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.lost = 0
 
     def write(self, record: list[Any]) -> None:
         data = pack(record)
-        os.write(self.fd, struct.pack("<I", len(data)) + data)
+        try:
+            os.write(self.fd, struct.pack("<I", len(data)) + data)
+        except OSError as exc:  # the fault still happens; only its report is lost
+            self.lost += 1
+            if self.lost == 1:
+                log.warning("cannot record a fault in %s (%s); LocalTopology.faults() will miss it",
+                            self.path, exc)
 
 
 def _carried(value: Any) -> Any:
@@ -586,12 +600,11 @@ class _SpoutReplays(TaskHooks):
 
 
 def faulted_worker(path: str, spec: Any, assignment: dict[int, int], index: int, transport: Any = None
-                   ) -> tuple[Any, Any]:
+                   ) -> tuple[Worker, Tracer | None]:
     """A Worker of `spec` with the fault rules of file `path` (written by
     LocalTopology) installed as task hooks, before the tracer's if tracing is
     on: (worker, tracer or None)."""
-    from ._runtime import Worker
-    from ._trace import make_tracer
+    from ._trace import make_tracer  # the worker's start only
 
     conf = json.loads(Path(path).read_text())
     rules = Faults.from_wire(conf["rules"])

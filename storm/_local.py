@@ -428,7 +428,8 @@ class LocalTopology:
         """Every fault the workers applied so far, in time order (``at``: seconds
         since the topology started; ``worker``: the worker's index). Empty
         without ``faults=``. Each is recorded before the tuple is failed, so
-        a spout's fail (and replay) is never seen before its fault."""
+        a spout's fail (and replay) is never seen before its fault. (The
+        Faults given to submit keeps no events: the workers' copies applied it.)"""
         return self._fault_records()[0]
 
     def replayed(self, spout: str) -> list[Any]:
