@@ -395,6 +395,9 @@ def _where_ref(r: _Rule) -> dict[str, Any] | None:
         raise StormError(f"{_rule_name(r)}: where= {modname}.{qual} is not found by that name in its "
                          f"module (a bound method or a replaced name?); {_WHERE_HELP}")
     file = getattr(module, "__file__", None)
+    if not file and modname == "__main__":
+        raise StormError(f"{_rule_name(r)}: where= {qual} is defined in __main__ without a file (python -c or "
+                         f"an interactive session), which worker processes cannot import; {_WHERE_HELP}")
     return {"ref": f"{file}:{qual}" if file else f"{modname}:{qual}"}
 
 

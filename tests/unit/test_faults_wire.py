@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,15 @@ def test_where_that_workers_cannot_import_is_refused_with_what_to_do() -> None:
         Faults().fail("count", where=Predicates().method).to_wire()
     with pytest.raises(StormError, match="has no importable name"):
         Faults().fail("count", where=_Callable()).to_wire()
+
+
+def test_where_from_a_main_without_a_file_is_refused() -> None:
+    code = ("import sys\nfrom storm.testing import Faults\n"
+            "def is_moon(t):\n    return True\n"
+            "try:\n    Faults().crash('count', where=is_moon).to_wire()\n"
+            "except Exception as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
+    assert "where= is_moon is defined in __main__ without a file (python -c" in out, out
 
 
 class _Callable:
