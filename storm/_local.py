@@ -24,6 +24,7 @@ import psutil
 import zmq
 
 from ._errors import StormError
+from ._faults import FaultEvent, Faults, fault_file, read_fault_files, write_rules
 from ._metrics import ComponentStats, MetricsHistory, TopologyStats, WorkerStats, aggregate
 from ._serialization import pack, unpack
 from ._target import build_target, fingerprint, load_target, target_of
@@ -75,7 +76,15 @@ class LocalTopology:
     """One running topology of a LocalCluster."""
 
     def __init__(self, cluster: LocalCluster, target: str, spec: TopologySpec,
-                 overrides: dict[str, Any], workers: int) -> None:
+                 overrides: dict[str, Any], workers: int, faults: Faults | None = None) -> None:
+        if faults is not None:
+            # Refused here, before a directory or a worker exists.
+            if not isinstance(faults, Faults):
+                raise StormError(f"faults= takes a storm.testing.Faults, got {faults!r}")
+            faults.to_wire()
+            faults.bind(self, time.time, {c.name: list(c.tasks) for c in spec.components.values()
+                                          if not c.is_spout and not c.system})
+        self.fault_rules = faults  # the Faults given to submit (the workers apply copies)
         self.cluster = cluster
         self.target = target
         self.spec = spec
@@ -113,6 +122,7 @@ class LocalTopology:
         self.stopping = False
         self.stopped = threading.Event()
         self.started_at = time.time()
+        self.faults_file = None if faults is None else write_rules(self.dir, faults, self.started_at)
         self.restart_workers = True
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._thread = threading.Thread(target=self._run, name=f"storm-local-{self.name}", daemon=True)
@@ -155,6 +165,8 @@ class LocalTopology:
             "--parent-pid", str(os.getpid()),
             "--peer-controls", json.dumps(self.controls),
         ]
+        if self.faults_file is not None:
+            cmd += ["--faults", str(self.faults_file)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -406,6 +418,35 @@ class LocalTopology:
         self._kills_due.append(kill)
         return kill
 
+    # -- faults (LocalCluster.submit(..., faults=...)) -----------------------
+    def _fault_records(self) -> tuple[list[FaultEvent], list[tuple[float, str, int, Any]]]:
+        if self.fault_rules is None:
+            return [], []
+        return read_fault_files([fault_file(self.dir, w.index) for w in self.workers])
+
+    def faults(self) -> list[FaultEvent]:
+        """Every fault the workers applied so far, in time order (``at``: seconds
+        since the topology started; ``worker``: the worker's index). Empty
+        without ``faults=``. Each is recorded before the tuple is failed, so
+        a spout's fail (and replay) is never seen before its fault. (The
+        Faults given to submit keeps no events: the workers' copies applied it.)"""
+        return self._fault_records()[0]
+
+    def replayed(self, spout: str) -> list[Any]:
+        """Msg ids spout ``spout`` emitted again after their first emit (once
+        per re-emit, in time order), as workers reported them: what the faults
+        (or a killed worker) made it replay. Needs ``faults=`` (an empty
+        Faults() records replays alone); a spout task restarted with its
+        worker forgets what it emitted before."""
+        spouts = sorted(c.name for c in self.spec.spouts() if not c.system)
+        if spout not in spouts:
+            raise StormError(f"replayed(): '{spout}' is not a spout of topology '{self.name}'; "
+                             f"its spouts are: {', '.join(spouts)}")
+        if self.fault_rules is None:
+            raise StormError("replayed(): replays are recorded only for a topology submitted with "
+                             "faults= (pass Faults() to record replays alone)")
+        return [msg_id for _, comp, _, msg_id in self._fault_records()[1] if comp == spout]
+
     # -- figures -----------------------------------------------------------
     def metrics(self) -> dict[int, dict[str, Any]]:
         with self.lock:
@@ -510,8 +551,14 @@ class LocalCluster:
         self.topologies: dict[str, LocalTopology] = {}
 
     def submit(self, topology: Any, config: Mapping[str, Any] | None = None, name: str | None = None,
-               activate: bool = True) -> LocalTopology:
-        """Start `topology` (a Topology subclass or a target string) on worker processes."""
+               activate: bool = True, faults: Faults | None = None) -> LocalTopology:
+        """Start `topology` (a Topology subclass or a target string) on worker processes.
+
+        ``faults`` (a storm.testing.Faults) is installed in every worker
+        process as task hooks; its rules are checked (and a ``where`` that
+        workers cannot import refused) before any worker starts. Read what
+        was applied with ``faults()`` and what spouts replayed with
+        ``replayed(spout)`` on the returned LocalTopology."""
         target = target_of(topology)
         overrides = dict(config or {})
         if name:
@@ -522,7 +569,7 @@ class LocalCluster:
             raise StormError(f"a topology named '{spec.name}' is already running; kill it or pass another name")
         workers = int(spec.config["topology.workers"])
         overrides["topology.workers"] = workers
-        lt = LocalTopology(self, target, spec, overrides, workers)
+        lt = LocalTopology(self, target, spec, overrides, workers, faults)
         self.topologies[spec.name] = lt
         lt.start(float(spec.config.get("storm.local.worker.start.timeout.secs") or 60))
         if activate:

@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-file", default="", help="log here, rotated, instead of to stderr")
     p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024)
     p.add_argument("--log-backups", type=int, default=5)
+    p.add_argument("--faults", default="",
+                   help="a test's fault rules (storm.testing.Faults under LocalCluster), installed as task hooks")
     p.add_argument("--curve-keys", default="",
                    help="directory of the cluster's CURVE keys (storm.security.keys.dir): every socket "
                         "is then authenticated and encrypted, and admits the cluster's key only")
@@ -129,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         assignment = spec.assign(args.workers)
         # Tree ids come from a generator seeded here, after the fork.
-        worker, tracer = traced_worker(spec, assignment, args.index, transport)
+        if args.faults:
+            from ._faults import faulted_worker
+
+            worker, tracer = faulted_worker(args.faults, spec, assignment, args.index, transport)
+        else:
+            worker, tracer = traced_worker(spec, assignment, args.index, transport)
         worker.setup()
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"

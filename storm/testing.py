@@ -284,6 +284,9 @@ class TestTopology:
     ``faults`` (a storm.testing.Faults) drops, delays, duplicates, fails or
     crashes chosen tuples at chosen bolts; with ``replay`` a fed spout emits a
     failed input again, as a reliable spout does (``result.replayed(spout)``).
+    The same Faults also runs on real worker processes:
+    ``LocalCluster.submit(..., faults=...)``, then ``topology.faults()`` and
+    ``topology.replayed(spout)`` (see storm._faults for what differs there).
     """
 
     __test__ = False  # a class named Test* imported into a test module is not a test
