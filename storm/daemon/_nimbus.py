@@ -397,7 +397,8 @@ class Nimbus:
         for name, topo in self.state.children_objs(paths.TOPOLOGIES).items():
             if not isinstance(topo, dict) or topo.get("status") == KILLED:
                 continue
-            for sha in {topo.get("sha"), (topo.get("upgrade") or {}).get("sha")} - {None}:
+            for sha in {topo.get("sha"), (topo.get("upgrade") or {}).get("sha"),
+                        (topo.get("rebalance") or {}).get("sha")} - {None}:
                 try:
                     self._code_dir(str(sha))
                 except (RequestError, OSError):
@@ -475,6 +476,11 @@ class Nimbus:
                         sups: dict[str, dict[str, Any]], now: float) -> None:
         name = topo["name"]
         rb = topo["rebalance"]
+        if rb["phase"] == "checkpoint":
+            # storm upgrade --rebalance: the workers go once the topology's checkpoint committed.
+            running = assignments.get(name) or {}
+            self.upgrader.layout_checkpoint(topo, self._beats(name, topo, running), now)
+            return
         if rb["phase"] == "wait":
             if now < rb["at"]:
                 return
@@ -495,9 +501,13 @@ class Nimbus:
             if beats and now - float(rb["since"]) < limit:
                 return
             topo.update({k: rb[k] for k in ("overrides", "parallelism", "fingerprint", "workers",
-                                             "components", "tasks", "shape") if k in rb})
+                                             "components", "tasks", "shape",
+                                             # storm upgrade --rebalance: the new code
+                                             "sha", "target", "code_version", "message_timeout") if k in rb})
             topo["status"] = ACTIVE if rb.get("was_active") else INACTIVE
             del topo["rebalance"]
+            if rb.get("upgrade"):
+                self.upgrader.finish_layout(topo, rb)
             log.info("topology %s: rebalanced to %d worker(s)", name, topo["workers"])
             self.state.put_obj(paths.topology(name), topo)
             self._schedule(topo, None, sups, assignments)

@@ -87,6 +87,7 @@ class LocalWorker:
     stop_deadline: float = 0.0
     active_sent: bool | None = None
     levels_sent: dict[str, str] | None = None  # the log-level map the worker was last told
+    checkpoint_sent: int = 0  # the last checkpoint request (storm upgrade) passed to the worker
     exit_code: int | None = None
     # topology.debug.sample: the worker's sampled tuple-tree events (bounded), its rate and problem.
     trace: TraceStore | None = None
@@ -336,6 +337,11 @@ class Supervisor:
             if w.ready and w.levels_sent != levels and (levels or w.levels_sent):
                 self._send(w, ["log-level", levels])
                 w.levels_sent = levels
+            # storm upgrade asks the checkpoint spout (wherever it runs) for a checkpoint.
+            token = int(want[0].get("checkpoint") or 0)
+            if w.ready and token and w.checkpoint_sent != token:
+                self._send(w, ["checkpoint", token])
+                w.checkpoint_sent = token
         busy = {w.port for w in self.stopping} | {w.port for w in self.workers.values()}
         for key, (a, slot) in sorted(desired.items()):
             if key in self.workers:
@@ -383,7 +389,7 @@ class Supervisor:
             "--report", self.report_endpoint,
             "--fingerprint", code["fingerprint"],
             "--parent-pid", str(os.getpid()),
-            "--parallelism", json.dumps(a.get("parallelism") or {}),
+            "--parallelism", json.dumps(code.get("parallelism") or {}),
             "--orphan-timeout", str(float(self.conf["supervisor.worker.orphan.timeout.secs"])),
             "--log-file", w.log_path,
             "--log-max-bytes", str(int(self.conf["worker.log.max.bytes"])),
@@ -410,6 +416,7 @@ class Supervisor:
         w.exit_code = None
         w.active_sent = None
         w.levels_sent = None
+        w.checkpoint_sent = 0
         w.started = w.last_report = time.monotonic()
         log.info("topology %s: started worker %d (v%d) on port %d, pid %d", w.topology, w.index,
                  w.version, w.port, w.pid)

@@ -9,10 +9,24 @@ next one goes only once the new one has run healthy for
 raises in prepare/open) or does not come up in
 `supervisor.worker.start.timeout.secs` rolls every moved worker back.
 
-Stateful bolts lose nothing: a stopped worker's tasks restore their last
-committed checkpoint and the tuples after it, whose acks were held, are
+Stateful bolts lose nothing: before a worker is stopped, the topology's
+checkpoint spout is asked for a checkpoint (a request token in the assignment,
+passed by the supervisors to the workers as a control message) and the worker
+goes only once a checkpoint prepared after the request has committed (the
+spout reports the newest request it served in its metrics, so in the worker's
+heartbeat); within `nimbus.upgrade.checkpoint.timeout.secs`, else the upgrade
+is rolled back and no worker is stopped for it. A stopped worker's tasks
+restore that checkpoint and the tuples after it, whose acks were held, are
 replayed by the spouts. The upgrade record lives in the topology's record, so a
-new leader carries an upgrade on where the old one stopped."""
+new leader carries an upgrade on where the old one stopped.
+
+A layout change (told so: `--rebalance`) cannot go one worker at a time: the
+topology checkpoints, its spouts are deactivated, every worker is stopped and
+the new code is started as a rebalance does (the topology's `rebalance` record,
+which nimbus's rebalance pass carries on). Task ids follow component names, so
+a component added or removed renumbers the tasks of others; the store of each
+task of a component kept by name is named by the task id it was first saved
+under (`topology.state.tasks`), so its state is restored."""
 
 from __future__ import annotations
 
@@ -28,7 +42,8 @@ log = logging.getLogger("storm.nimbus")
 
 # The code of one worker: in the assignment's entry of a worker being upgraded,
 # else the assignment's own (every worker's) code.
-CODE_KEYS = ("sha", "target", "fingerprint", "overrides", "code_version")
+CODE_KEYS = ("sha", "target", "fingerprint", "overrides", "code_version", "parallelism")
+STORE_TASKS_KEY = "topology.state.tasks"  # storm.stateful.STORE_TASKS_KEY (a worker-side module)
 
 
 def differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
@@ -59,6 +74,50 @@ def differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) ->
     return out
 
 
+def checkpoint_tasks(components: Mapping[str, Any]) -> list[int]:
+    """The tasks of the topology's checkpoint spout (none: no stateful bolts)."""
+    return sorted(int(t) for v in components.values() if v.get("checkpoint") for t in v["tasks"])
+
+
+def served(beats: Mapping[int, Mapping[str, Any]], tasks: list[int]) -> int:
+    """The newest checkpoint request every checkpoint spout task served, by the
+    metrics in the workers' heartbeats (0 while one has not reported)."""
+    got = []
+    for t in tasks:
+        for b in beats.values():
+            m = (b.get("metrics") or {}).get(str(t))
+            if isinstance(m, dict):
+                got.append(int((m.get("state") or {}).get("served_request") or 0))
+                break
+        else:
+            return 0
+    return min(got) if got else 0
+
+
+def committed_txid(beats: Mapping[int, Mapping[str, Any]], tasks: list[int]) -> int | None:
+    for t in tasks:
+        for b in beats.values():
+            m = (b.get("metrics") or {}).get(str(t))
+            if isinstance(m, dict) and "committed_txid" in (m.get("state") or {}):
+                return int(m["state"]["committed_txid"])
+    return None
+
+
+def store_tasks(old: Mapping[str, Any], new: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, list[int]]:
+    """topology.state.tasks for the new layout: each component kept by name
+    (same parallelism) whose task ids change keeps the ids its stores are named
+    by (the map so far, else its task ids)."""
+    out: dict[str, list[int]] = {}
+    for name, comp in new.items():
+        was = old.get(name)
+        if comp["system"] or was is None or was["system"]:
+            continue
+        ids = [int(t) for t in current.get(name) or was["tasks"]]
+        if len(ids) == len(comp["tasks"]) and ids != [int(t) for t in comp["tasks"]]:
+            out[name] = ids
+    return out
+
+
 def code_of(assignment: Mapping[str, Any], slot: Mapping[str, Any]) -> dict[str, Any]:
     """The code one worker runs: its entry's, else the assignment's (code
     version 1 for an assignment written before upgrades existed)."""
@@ -80,12 +139,16 @@ def plan(topo: Mapping[str, Any], assignment: Mapping[str, Any]) -> list[dict[st
 
 def progress(topo: Mapping[str, Any]) -> str:
     """One line for `storm list`: empty unless an upgrade is under way."""
+    rb = topo.get("rebalance") or {}
+    if rb.get("upgrade"):
+        return f"upgrading to code v{rb['code_version']} with a stop of every worker (--rebalance): {rb['phase']}"
     up = topo.get("upgrade")
     if not up:
         return ""
     if up["phase"] in ("rollback", "rolling-back"):
         return f"rolling back to code v{topo.get('code_version', 1)}: {up.get('reason', '')}"
-    return f"upgrading to code v{up['code_version']}: {up['step']}/{len(up['order'])} worker(s) moved"
+    return (f"upgrading to code v{up['code_version']}: {up['step']}/{len(up['order'])} worker(s) moved"
+            + (" (checkpointing)" if up["phase"] == "checkpoint" else ""))
 
 
 class RollingUpgrade:
@@ -98,6 +161,7 @@ class RollingUpgrade:
         # A stop (drain) and a start, with a margin for a supervisor's passes.
         self.start_limit = float(conf["supervisor.worker.start.timeout.secs"]) + float(
             conf["storm.worker.shutdown.timeout.secs"]) + 4 * float(conf["supervisor.monitor.frequency.secs"]) + 5
+        self.checkpoint_timeout = float(conf["nimbus.upgrade.checkpoint.timeout.secs"])
 
     def start(self, topo: dict[str, Any], msg: Mapping[str, Any]) -> dict[str, Any]:
         """Check the new code against the running topology and record the
@@ -130,27 +194,37 @@ class RollingUpgrade:
         diffs = differences(topo.get("shape"), info.get("shape"))
         parallelism = {c: v["par"] for c, v in topo["components"].items()
                        if not v["system"] and c in info["components"]}
-        if not diffs and any(info["components"][c]["par"] != p for c, p in parallelism.items()):
-            # The running parallelism stays (storm rebalance changes it): build the new code with it.
+        running = dict(topo.get("parallelism") or {})
+        if any(info["components"][c]["par"] != p for c, p in parallelism.items()):
+            # The running parallelism stays (storm rebalance changes it): build the new code with it,
+            # and the workers too (their --parallelism).
             info = nimbus.inspect(code_dir, target, overrides, parallelism)
+            running = parallelism
         if not diffs and info["fingerprint"] != topo["fingerprint"]:
             diffs.append("the topology's layout (components, streams or groupings) differs")
-        if diffs:
+        version = int(topo.get("code_version") or 1) + 1
+        checkpoint = bool(checkpoint_tasks(topo["components"])) and topo["status"] == ACTIVE
+        reply = {"name": name, "from": version - 1, "to": version, "sha": sha,
+                 "dry_run": bool(msg.get("dry_run")), "checkpoint": checkpoint,
+                 "same_code": sha == topo["sha"] and target == topo["target"]}
+        if diffs and not msg.get("rebalance"):
             raise RequestError(
                 f"cannot upgrade '{name}' live: {'; '.join(diffs)}. A live upgrade changes the components' "
-                "code only; for these changes kill the topology and submit the new code")
-        version = int(topo.get("code_version") or 1) + 1
+                "code only; to apply these changes with a stop of every worker (state kept for components "
+                "whose names stay) give --rebalance, or kill the topology and submit the new code")
+        if diffs:
+            return self._start_layout(topo, a, reply, info, dict(overrides), running, diffs, archive, target)
         steps = plan(topo, a)
-        reply = {"name": name, "from": version - 1, "to": version, "plan": steps, "sha": sha,
-                 "dry_run": bool(msg.get("dry_run")),
-                 "same_code": sha == topo["sha"] and target == topo["target"]}
+        reply["plan"] = steps
         if msg.get("dry_run"):
             return reply
         nimbus.state.put_blob(paths.code(sha), archive)
         topo["upgrade"] = {
             "sha": sha, "target": target, "fingerprint": info["fingerprint"], "overrides": overrides,
+            "parallelism": running,
             "shape": info.get("shape"), "code_version": version, "order": [s["index"] for s in steps],
             "step": 0, "phase": "next", "since": time.time(), "version": a["version"], "started": time.time(),
+            "checkpoint": checkpoint,
         }
         nimbus.state.put_obj(paths.topology(name), topo)
         log.info("topology %s: upgrading to code v%d (%s), %d worker(s) one at a time", name, version, sha[:12],
@@ -172,14 +246,25 @@ class RollingUpgrade:
             if up["step"] >= len(up["order"]):
                 self._finish(topo, a)
                 return
+            if up.get("checkpoint"):
+                # Stateful bolts save their state before the worker goes.
+                up["token"] = self.request_checkpoint(topo, a)
+                up["phase"], up["since"] = "checkpoint", now
+                state.put_obj(paths.topology(topo["name"]), topo)
+                log.info("topology %s: upgrade to code v%d: checkpoint (request %d) before worker %d stops",
+                         topo["name"], up["code_version"], up["token"], up["order"][up["step"]])
+                return
+            self._replace(topo, a, beats, now)
+            return
+        if up["phase"] == "checkpoint":
             index = up["order"][up["step"]]
-            up["old_pid"] = (beats.get(index) or {}).get("pid")
-            self._set_code(a, [index], {k: up[k] for k in CODE_KEYS})
-            up["phase"], up["since"] = "replacing", now
-            state.put_obj(paths.assignment(topo["name"]), a)
-            state.put_obj(paths.topology(topo["name"]), topo)
-            log.info("topology %s: upgrade to code v%d: replacing worker %d", topo["name"],
-                                 up["code_version"], index)
+            tasks = checkpoint_tasks(topo["components"])
+            if served(beats, tasks) >= int(up["token"]):
+                log.info("topology %s: checkpoint txid %s committed; replacing worker %d", topo["name"],
+                         committed_txid(beats, tasks), index)
+                self._replace(topo, a, beats, now)
+            elif now - float(up["since"]) > self.checkpoint_timeout:
+                self._rollback(topo, a, now, self.checkpoint_missed(f"worker {index}"))
             return
         if up["phase"] == "replacing":
             index = up["order"][up["step"]]
@@ -201,6 +286,133 @@ class RollingUpgrade:
                        for i in up["order"][:up["step"] + 1])
             if back or now - float(up["since"]) > self.start_limit:
                 self._end(topo, a, ok=False, reason=str(up.get("reason")))
+
+    def _start_layout(self, topo: dict[str, Any], a: dict[str, Any], reply: dict[str, Any], info: Mapping[str, Any],
+                      overrides: dict[str, Any], parallelism: Mapping[str, int], diffs: list[str], archive: bytes,
+                      target: str) -> dict[str, Any]:
+        """--rebalance: the plan of a layout change and, unless a dry run, the
+        topology's rebalance record that carries it out (checkpoint, stop every
+        worker, start the new code)."""
+        from ._nimbus import ACTIVE, REBALANCING
+        from ._state import paths
+
+        nimbus = self.nimbus
+        name = topo["name"]
+        old, new = topo["components"], info["components"]
+        stores = store_tasks(old, new, dict(topo["overrides"].get(STORE_TASKS_KEY) or {}))
+        if stores:
+            overrides[STORE_TASKS_KEY] = stores
+        else:
+            overrides.pop(STORE_TASKS_KEY, None)
+        reply.update(
+            plan=[], layout=diffs, stop=True, workers=len(a["workers"]),
+            state_kept=sorted(c for c, v in new.items() if v.get("stateful") and c in old),
+            state_new=sorted(c for c, v in new.items() if v.get("stateful") and c not in old),
+            state_dropped=sorted(c for c, v in old.items() if v.get("stateful") and c not in new))
+        if reply["dry_run"]:
+            return reply
+        nimbus.state.put_blob(paths.code(reply["sha"]), archive)
+        now = time.time()
+        rb: dict[str, Any] = {
+            "phase": "checkpoint" if reply["checkpoint"] else "wait", "at": now, "since": now,
+            "was_active": topo["status"] == ACTIVE, "overrides": overrides,
+            "parallelism": {c: p for c, p in parallelism.items() if c in new},
+            "fingerprint": info["fingerprint"], "workers": info["workers"], "components": new,
+            "tasks": info["tasks"], "shape": info.get("shape"), "sha": reply["sha"], "target": target,
+            "code_version": reply["to"], "message_timeout": info["message_timeout"],
+            "upgrade": {"from": reply["from"], "sha": topo["sha"], "layout": diffs},
+        }
+        if reply["checkpoint"]:
+            rb["token"] = self.request_checkpoint(topo, a)
+        topo["rebalance"] = rb
+        topo["status"] = REBALANCING
+        nimbus.state.put_obj(paths.topology(name), topo)
+        if not reply["checkpoint"]:
+            nimbus._set_active(name, False)
+        log.info("topology %s: upgrading to code v%d with a stop of its %d worker(s) (--rebalance): %s", name,
+                 reply["to"], len(a["workers"]), "; ".join(diffs))
+        return reply
+
+    def layout_checkpoint(self, topo: dict[str, Any], beats: Mapping[int, Mapping[str, Any]], now: float) -> None:
+        """The checkpoint phase of a --rebalance upgrade: once the checkpoint
+        committed, the spouts are deactivated and the workers go (the rebalance
+        pass); if it does not commit in time, the upgrade is given up."""
+        from ._nimbus import ACTIVE, INACTIVE
+        from ._state import paths
+
+        nimbus = self.nimbus
+        name, rb = topo["name"], topo["rebalance"]
+        tasks = checkpoint_tasks(topo["components"])
+        if served(beats, tasks) >= int(rb["token"]):
+            rb["phase"], rb["at"] = "wait", now
+            rb["txid"] = committed_txid(beats, tasks)
+            nimbus.state.put_obj(paths.topology(name), topo)
+            nimbus._set_active(name, False)
+            log.info("topology %s: checkpoint txid %s committed; stopping every worker for the new layout", name,
+                     rb["txid"])
+        elif now - float(rb["since"]) > self.checkpoint_timeout:
+            reason = self.checkpoint_missed("the topology's workers")
+            del topo["rebalance"]
+            topo["status"] = ACTIVE if rb.get("was_active") else INACTIVE
+            topo["last_upgrade"] = {"ok": False, "code_version": rb["code_version"], "reason": reason,
+                                    "time": time.time(), "sha": rb["sha"]}
+            topo["note"] = f"the upgrade to code v{rb['code_version']} was given up: {reason}"
+            log.warning("topology %s: %s", name, topo["note"])
+            nimbus.state.put_obj(paths.topology(name), topo)
+            self._drop_code(str(rb["sha"]), topo)
+
+    def finish_layout(self, topo: dict[str, Any], rb: Mapping[str, Any]) -> None:
+        """A --rebalance upgrade's new code is in the topology's record (its workers start next)."""
+        up = rb["upgrade"]
+        topo["last_upgrade"] = {"ok": True, "code_version": rb["code_version"], "reason": "", "time": time.time(),
+                                "sha": rb["sha"], "stop": True}
+        if str(topo.get("note", "")).startswith("the upgrade"):
+            topo["note"] = ""
+        log.info("topology %s: code v%d (%s) with the new layout: %s", topo["name"], rb["code_version"],
+                 str(rb["sha"])[:12], "; ".join(up.get("layout") or []))
+        self._drop_code(str(up["sha"]), topo)
+
+    def _drop_code(self, sha: str, topo: Mapping[str, Any]) -> None:
+        """Remove a code archive no topology (nor its upgrade) needs any more."""
+        from ._state import paths
+
+        if sha == topo.get("sha"):
+            return
+        state = self.nimbus.state
+        still = [t for t in state.children_objs(paths.TOPOLOGIES).values() if isinstance(t, dict) and t is not topo
+                 and t.get("name") != topo.get("name")
+                 and sha in (t.get("sha"), (t.get("upgrade") or {}).get("sha"), (t.get("rebalance") or {}).get("sha"))]
+        if not still:
+            state.delete(paths.code(sha))
+
+    def _replace(self, topo: dict[str, Any], a: dict[str, Any], beats: Mapping[int, Mapping[str, Any]],
+                 now: float) -> None:
+        """Move the next worker to the new code (its supervisor restarts it)."""
+        from ._state import paths
+
+        up = topo["upgrade"]
+        index = up["order"][up["step"]]
+        up["old_pid"] = (beats.get(index) or {}).get("pid")
+        self._set_code(a, [index], {k: up[k] for k in CODE_KEYS if k in up})
+        up["phase"], up["since"] = "replacing", now
+        self.nimbus.state.put_obj(paths.assignment(topo["name"]), a)
+        self.nimbus.state.put_obj(paths.topology(topo["name"]), topo)
+        log.info("topology %s: upgrade to code v%d: replacing worker %d", topo["name"], up["code_version"], index)
+
+    def request_checkpoint(self, topo: Mapping[str, Any], a: dict[str, Any]) -> int:
+        """Ask the topology's checkpoint spout for a checkpoint: a new request
+        token in the assignment, which the supervisors pass to the workers."""
+        from ._state import paths
+
+        token = int(a.get("checkpoint") or 0) + 1
+        a["checkpoint"] = token
+        self.nimbus.state.put_obj(paths.assignment(topo["name"]), a)
+        return token
+
+    def checkpoint_missed(self, what: str) -> str:
+        return (f"the checkpoint asked for before stopping {what} did not commit within "
+                f"{self.checkpoint_timeout:g}s (nimbus.upgrade.checkpoint.timeout.secs): a stateful bolt may be "
+                "failing or stuck in its checkpoints (see storm logs); nothing was stopped for it")
 
     @staticmethod
     def _set_code(a: dict[str, Any], indexes: list[int], code: Mapping[str, Any] | None) -> None:
@@ -227,9 +439,12 @@ class RollingUpgrade:
         old_sha = topo["sha"]
         for k in ("sha", "target", "fingerprint", "overrides", "shape"):
             topo[k] = up[k]
+        if "parallelism" in up:
+            topo["parallelism"] = up["parallelism"]
         topo["code_version"] = up["code_version"]
         for k in CODE_KEYS:
-            a[k] = up[k]
+            if k in up:
+                a[k] = up[k]
         self._set_code(a, [int(w["index"]) for w in a["workers"]], None)
         log.info("topology %s: upgraded to code v%d (%s)", topo["name"], up["code_version"],
                              str(up["sha"])[:12])
