@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -30,6 +30,10 @@ from ._cluster import (
     _duration,
     _user_errors,
 )
+
+if TYPE_CHECKING:
+    from ..daemon._client import NimbusClient
+    from ..daemon._records import UpgradeAnswer
 
 
 @app.command()
@@ -69,8 +73,8 @@ def upgrade(
         client = _client(conf)
         client.endpoint()
         pkg, _spec = package_target(target, topo_conf)
-        reply = client.call("upgrade", name=name, target=pkg.target, archive=pkg.archive, sha256=pkg.sha256,
-                            overrides=topo_conf, dry_run=dry_run, rebalance=rebalance)
+        reply = client.upgrade(name, pkg.target, pkg.archive, pkg.sha256, topo_conf, dry_run=dry_run,
+                               rebalance=rebalance)
     if reply.get("stop"):
         _layout_upgrade(client, name, reply, pkg.sha256, dry_run, wait, timeout, console)
         return
@@ -94,7 +98,7 @@ def upgrade(
         _follow_upgrade(client, name, int(reply["to"]), len(reply["plan"]), timeout, console)
 
 
-def _layout_upgrade(client: Any, name: str, reply: dict[str, Any], sha: str, dry_run: bool, wait: bool,
+def _layout_upgrade(client: NimbusClient, name: str, reply: UpgradeAnswer, sha: str, dry_run: bool, wait: bool,
                     timeout: float, console: Console) -> None:
     """storm upgrade --rebalance with a layout change: the plan, and its progress."""
     n = reply["workers"]
@@ -124,20 +128,20 @@ def _layout_upgrade(client: Any, name: str, reply: dict[str, Any], sha: str, dry
     last = None
     with _user_errors():
         while True:
-            topo = client.call("info", name=name)["topology"]
-            rb = topo.get("rebalance") or {}
-            if rb.get("upgrade"):
+            topo = client.info(name)["topology"]
+            rb = topo.get("rebalance")
+            if rb is not None and "upgrade" in rb:
                 if rb["phase"] != last:
                     last = rb["phase"]
                     console.print(f"{last}", soft_wrap=True)
             else:
-                done = topo.get("last_upgrade") or {}
-                if done.get("code_version") != version:
+                done = topo.get("last_upgrade")
+                if done is None or done.get("code_version") != version:
                     raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
                 if not done.get("ok"):
                     raise StormError(f"the upgrade of '{name}' to code v{version} failed and was given up: "
                                      f"{done.get('reason')}")
-                row = next((t for t in client.call("list")["topologies"] if t["name"] == name), None)
+                row = next((t for t in client.topologies()["topologies"] if t["name"] == name), None)
                 if row is not None and row["code_version"] == version and row["running"] >= row["workers"]:
                     break
             if time.monotonic() > deadline:
@@ -147,7 +151,7 @@ def _layout_upgrade(client: Any, name: str, reply: dict[str, Any], sha: str, dry
                        "started again: --rebalance)", style="green"), soft_wrap=True)
 
 
-def _follow_upgrade(client: Any, name: str, version: int, workers: int, timeout: float, console: Console) -> None:
+def _follow_upgrade(client: NimbusClient, name: str, version: int, workers: int, timeout: float, console: Console) -> None:
     """Poll nimbus until the upgrade to `version` is over: a progress bar in a
     terminal, a line per change otherwise; StormError when it was rolled back."""
     from rich.progress import BarColumn, Progress, TextColumn
@@ -161,11 +165,11 @@ def _follow_upgrade(client: Any, name: str, version: int, workers: int, timeout:
         if bar is not None:
             bar.start()
         while True:
-            topo = client.call("info", name=name)["topology"]
+            topo = client.info(name)["topology"]
             up = topo.get("upgrade")
             if up is None:
-                done = topo.get("last_upgrade") or {}
-                if done.get("code_version") != version:
+                done = topo.get("last_upgrade")
+                if done is None or done.get("code_version") != version:
                     raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
                 if not done.get("ok"):
                     raise StormError(f"the upgrade of '{name}' to code v{version} failed and was rolled back: "
@@ -213,7 +217,7 @@ def set_log_level(
         for logger in reset or []:
             check_logger(logger)
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("set_log_level", name=name, set=settings or [], reset=reset or [])
+        reply = _client(conf).set_log_level(name, settings or [], reset or [])
     levels = reply["levels"]
     now = time.time()
     text = ", ".join(f"{k}={v['level']}" + (f" for {max(v['until'] - now, 0):.0f}s" if v["until"] else "")
@@ -227,7 +231,7 @@ def nimbuses(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     console = _console()
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("nimbuses")
+        reply = _client(conf).nimbuses()
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("nimbus", "host", "role", "alive", "pid", "uptime", "version"):
         table.add_column(col)

@@ -35,6 +35,23 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._records import (
+    Assignment,
+    ComponentRecord,
+    ComponentShape,
+    Description,
+    LastUpgrade,
+    PlanStep,
+    RebalanceRecord,
+    TopologyRecord,
+    UpgradeAnswer,
+    UpgradeRecord,
+    WorkerBeat,
+    WorkerCode,
+    WorkerSlot,
+    only_maps,
+)
+
 if TYPE_CHECKING:
     from ._nimbus import Nimbus
 
@@ -46,7 +63,7 @@ CODE_KEYS = ("sha", "target", "fingerprint", "overrides", "code_version", "paral
 STORE_TASKS_KEY = "topology.state.tasks"  # storm.stateful.STORE_TASKS_KEY (a worker-side module)
 
 
-def differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
+def differences(old: Mapping[str, ComponentShape] | None, new: Mapping[str, ComponentShape] | None) -> list[str]:
     """What differs between two topologies' shapes (see _code.describe_spec),
     each change named, in terms of what a live upgrade cannot do."""
     if not old or not new:
@@ -74,12 +91,12 @@ def differences(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) ->
     return out
 
 
-def checkpoint_tasks(components: Mapping[str, Any]) -> list[int]:
+def checkpoint_tasks(components: Mapping[str, ComponentRecord]) -> list[int]:
     """The tasks of the topology's checkpoint spout (none: no stateful bolts)."""
     return sorted(int(t) for v in components.values() if v.get("checkpoint") for t in v["tasks"])
 
 
-def served(beats: Mapping[int, Mapping[str, Any]], tasks: list[int]) -> int:
+def served(beats: Mapping[int, WorkerBeat], tasks: list[int]) -> int:
     """The newest checkpoint request every checkpoint spout task served, by the
     metrics in the workers' heartbeats (0 while one has not reported)."""
     got = []
@@ -94,7 +111,7 @@ def served(beats: Mapping[int, Mapping[str, Any]], tasks: list[int]) -> int:
     return min(got) if got else 0
 
 
-def committed_txid(beats: Mapping[int, Mapping[str, Any]], tasks: list[int]) -> int | None:
+def committed_txid(beats: Mapping[int, WorkerBeat], tasks: list[int]) -> int | None:
     for t in tasks:
         for b in beats.values():
             m = (b.get("metrics") or {}).get(str(t))
@@ -103,7 +120,8 @@ def committed_txid(beats: Mapping[int, Mapping[str, Any]], tasks: list[int]) -> 
     return None
 
 
-def store_tasks(old: Mapping[str, Any], new: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, list[int]]:
+def store_tasks(old: Mapping[str, ComponentRecord], new: Mapping[str, ComponentRecord],
+                current: Mapping[str, Any]) -> dict[str, list[int]]:
     """topology.state.tasks for the new layout: each component kept by name
     (same parallelism) whose task ids change keeps the ids its stores are named
     by (the map so far, else its task ids)."""
@@ -118,18 +136,40 @@ def store_tasks(old: Mapping[str, Any], new: Mapping[str, Any], current: Mapping
     return out
 
 
-def code_of(assignment: Mapping[str, Any], slot: Mapping[str, Any]) -> dict[str, Any]:
+def code_shas(topo: TopologyRecord) -> set[str]:
+    """The code archives a topology needs: its own, and an upgrade's under way."""
+    out: set[str | None] = {topo.get("sha")}
+    up, rb = topo.get("upgrade"), topo.get("rebalance")
+    if up is not None:
+        out.add(up.get("sha"))
+    if rb is not None:
+        out.add(rb.get("sha"))
+    return {str(sha) for sha in out if sha}
+
+
+def code_of(assignment: Assignment, slot: WorkerSlot | None) -> WorkerCode:
     """The code one worker runs: its entry's, else the assignment's (code
     version 1 for an assignment written before upgrades existed)."""
-    code = {k: slot.get(k, assignment.get(k)) for k in CODE_KEYS}
-    code["code_version"] = int(code["code_version"] or 1)
-    return code
+    a: Any = assignment  # records of older nimbuses may lack a key
+    w: Any = slot or {}
+    return {"sha": w.get("sha", a.get("sha")), "target": w.get("target", a.get("target")),
+            "fingerprint": w.get("fingerprint", a.get("fingerprint")),
+            "overrides": w.get("overrides", a.get("overrides")),
+            "code_version": int(w.get("code_version", a.get("code_version")) or 1),
+            "parallelism": w.get("parallelism", a.get("parallelism")) or {}}
 
 
-def plan(topo: Mapping[str, Any], assignment: Mapping[str, Any]) -> list[dict[str, Any]]:
+def new_code(up: UpgradeRecord) -> WorkerCode:
+    """The code an upgrade moves the workers to."""
+    return {"sha": up["sha"], "target": up["target"], "fingerprint": up["fingerprint"],
+            "overrides": up["overrides"], "code_version": up["code_version"],
+            "parallelism": up.get("parallelism") or {}}
+
+
+def plan(topo: TopologyRecord, assignment: Assignment) -> list[PlanStep]:
     """The workers in the order they are replaced, with what each runs."""
     n = len(assignment.get("workers") or [])
-    out = []
+    out: list[PlanStep] = []
     for w in sorted(assignment.get("workers") or [], key=lambda w: int(w["index"])):
         tasks = {t for t in range(1, int(topo["tasks"]) + 1) if (t - 1) % n == int(w["index"])}
         comps = sorted(c for c, v in topo["components"].items() if set(v["tasks"]) & tasks and not v["system"])
@@ -137,10 +177,10 @@ def plan(topo: Mapping[str, Any], assignment: Mapping[str, Any]) -> list[dict[st
     return out
 
 
-def progress(topo: Mapping[str, Any]) -> str:
+def progress(topo: TopologyRecord) -> str:
     """One line for `storm list`: empty unless an upgrade is under way."""
-    rb = topo.get("rebalance") or {}
-    if rb.get("upgrade"):
+    rb = topo.get("rebalance")
+    if rb is not None and "upgrade" in rb:
         return f"upgrading to code v{rb['code_version']} with a stop of every worker (--rebalance): {rb['phase']}"
     up = topo.get("upgrade")
     if not up:
@@ -163,7 +203,7 @@ class RollingUpgrade:
             conf["storm.worker.shutdown.timeout.secs"]) + 4 * float(conf["supervisor.monitor.frequency.secs"]) + 5
         self.checkpoint_timeout = float(conf["nimbus.upgrade.checkpoint.timeout.secs"])
 
-    def start(self, topo: dict[str, Any], msg: Mapping[str, Any]) -> dict[str, Any]:
+    def start(self, topo: TopologyRecord, msg: Mapping[str, Any]) -> UpgradeAnswer:
         """Check the new code against the running topology and record the
         upgrade (or, with dry_run, only answer the plan); RequestError names
         what stands in the way."""
@@ -180,7 +220,7 @@ class RollingUpgrade:
             raise RequestError(f"topology '{name}' is {topo['status']}; it cannot be upgraded now")
         if topo.get("upgrade"):
             raise RequestError(f"topology '{name}' is being upgraded already ({progress(topo)})")
-        a = nimbus.state.get_obj(paths.assignment(name))
+        a: Assignment | None = nimbus.state.get_obj(paths.assignment(name))
         if not isinstance(a, dict) or not a.get("workers"):
             raise RequestError(f"topology '{name}' has no workers assigned yet ({topo.get('note') or 'waiting'}); "
                                "upgrade it once it runs, or kill and resubmit it")
@@ -204,9 +244,9 @@ class RollingUpgrade:
             diffs.append("the topology's layout (components, streams or groupings) differs")
         version = int(topo.get("code_version") or 1) + 1
         checkpoint = bool(checkpoint_tasks(topo["components"])) and topo["status"] == ACTIVE
-        reply = {"name": name, "from": version - 1, "to": version, "sha": sha,
-                 "dry_run": bool(msg.get("dry_run")), "checkpoint": checkpoint,
-                 "same_code": sha == topo["sha"] and target == topo["target"]}
+        reply: UpgradeAnswer = {"name": name, "from": version - 1, "to": version, "sha": sha,
+                                "dry_run": bool(msg.get("dry_run")), "checkpoint": checkpoint,
+                                "same_code": sha == topo["sha"] and target == topo["target"], "plan": []}
         if diffs and not msg.get("rebalance"):
             raise RequestError(
                 f"cannot upgrade '{name}' live: {'; '.join(diffs)}. A live upgrade changes the components' "
@@ -231,8 +271,7 @@ class RollingUpgrade:
                  len(steps))
         return reply
 
-    def step(self, topo: dict[str, Any], a: dict[str, Any], beats: Mapping[int, Mapping[str, Any]],
-             now: float) -> None:
+    def step(self, topo: TopologyRecord, a: Assignment, beats: Mapping[int, WorkerBeat], now: float) -> None:
         up = topo["upgrade"]
         state = self.nimbus.state
         from ._state import paths
@@ -268,28 +307,31 @@ class RollingUpgrade:
             return
         if up["phase"] == "replacing":
             index = up["order"][up["step"]]
-            b = beats.get(index) or {}
-            on_new = b.get("code_version") == up["code_version"] and b.get("pid") != up.get("old_pid")
-            if on_new and b.get("status") == "running" and float(b.get("uptime") or 0) >= self.healthy_secs:
+            b = beats.get(index)
+            on_new = b is not None and b.get("code_version") == up["code_version"] and b.get("pid") != up.get("old_pid")
+            if b is None or not on_new:
+                pass
+            elif b.get("status") == "running" and float(b.get("uptime") or 0) >= self.healthy_secs:
                 up["step"] += 1
                 up["phase"] = "next"
                 state.put_obj(paths.topology(topo["name"]), topo)
-            elif on_new and b.get("fatal"):
+            elif b.get("fatal"):
                 self._rollback(topo, a, now, f"worker {index} failed on the new code: {b['fatal']}")
-            elif now - float(up["since"]) > self.start_limit:
+                return
+            if up["phase"] == "replacing" and now - float(up["since"]) > self.start_limit:
                 self._rollback(topo, a, now, f"worker {index} did not come up on the new code within "
                                              f"{self.start_limit:g}s")
             return
         if up["phase"] == "rolling-back":
-            old = code_of(a, {})["code_version"]
-            back = all((beats.get(i) or {}).get("code_version") == old and (beats.get(i) or {}).get("status") == "running"
+            old = code_of(a, None)["code_version"]
+            back = all(i in beats and beats[i].get("code_version") == old and beats[i].get("status") == "running"
                        for i in up["order"][:up["step"] + 1])
             if back or now - float(up["since"]) > self.start_limit:
                 self._end(topo, a, ok=False, reason=str(up.get("reason")))
 
-    def _start_layout(self, topo: dict[str, Any], a: dict[str, Any], reply: dict[str, Any], info: Mapping[str, Any],
+    def _start_layout(self, topo: TopologyRecord, a: Assignment, reply: UpgradeAnswer, info: Description,
                       overrides: dict[str, Any], parallelism: Mapping[str, int], diffs: list[str], archive: bytes,
-                      target: str) -> dict[str, Any]:
+                      target: str) -> UpgradeAnswer:
         """--rebalance: the plan of a layout change and, unless a dry run, the
         topology's rebalance record that carries it out (checkpoint, stop every
         worker, start the new code)."""
@@ -304,16 +346,15 @@ class RollingUpgrade:
             overrides[STORE_TASKS_KEY] = stores
         else:
             overrides.pop(STORE_TASKS_KEY, None)
-        reply.update(
-            plan=[], layout=diffs, stop=True, workers=len(a["workers"]),
-            state_kept=sorted(c for c, v in new.items() if v.get("stateful") and c in old),
-            state_new=sorted(c for c, v in new.items() if v.get("stateful") and c not in old),
-            state_dropped=sorted(c for c, v in old.items() if v.get("stateful") and c not in new))
+        reply["layout"], reply["stop"], reply["workers"] = diffs, True, len(a["workers"])
+        reply["state_kept"] = sorted(c for c, v in new.items() if v.get("stateful") and c in old)
+        reply["state_new"] = sorted(c for c, v in new.items() if v.get("stateful") and c not in old)
+        reply["state_dropped"] = sorted(c for c, v in old.items() if v.get("stateful") and c not in new)
         if reply["dry_run"]:
             return reply
         nimbus.state.put_blob(paths.code(reply["sha"]), archive)
         now = time.time()
-        rb: dict[str, Any] = {
+        rb: RebalanceRecord = {
             "phase": "checkpoint" if reply["checkpoint"] else "wait", "at": now, "since": now,
             "was_active": topo["status"] == ACTIVE, "overrides": overrides,
             "parallelism": {c: p for c, p in parallelism.items() if c in new},
@@ -333,7 +374,7 @@ class RollingUpgrade:
                  reply["to"], len(a["workers"]), "; ".join(diffs))
         return reply
 
-    def layout_checkpoint(self, topo: dict[str, Any], beats: Mapping[int, Mapping[str, Any]], now: float) -> None:
+    def layout_checkpoint(self, topo: TopologyRecord, beats: Mapping[int, WorkerBeat], now: float) -> None:
         """The checkpoint phase of a --rebalance upgrade: once the checkpoint
         committed, the spouts are deactivated and the workers go (the rebalance
         pass); if it does not commit in time, the upgrade is given up."""
@@ -343,7 +384,7 @@ class RollingUpgrade:
         nimbus = self.nimbus
         name, rb = topo["name"], topo["rebalance"]
         tasks = checkpoint_tasks(topo["components"])
-        if served(beats, tasks) >= int(rb["token"]):
+        if served(beats, tasks) >= int(rb.get("token") or 0):
             rb["phase"], rb["at"] = "wait", now
             rb["txid"] = committed_txid(beats, tasks)
             nimbus.state.put_obj(paths.topology(name), topo)
@@ -354,52 +395,57 @@ class RollingUpgrade:
             reason = self.checkpoint_missed("the topology's workers")
             del topo["rebalance"]
             topo["status"] = ACTIVE if rb.get("was_active") else INACTIVE
-            topo["last_upgrade"] = {"ok": False, "code_version": rb["code_version"], "reason": reason,
-                                    "time": time.time(), "sha": rb["sha"]}
-            topo["note"] = f"the upgrade to code v{rb['code_version']} was given up: {reason}"
+            version, sha = int(rb.get("code_version") or 0), str(rb.get("sha"))
+            topo["last_upgrade"] = {"ok": False, "code_version": version, "reason": reason, "time": time.time(),
+                                    "sha": sha}
+            topo["note"] = f"the upgrade to code v{version} was given up: {reason}"
             log.warning("topology %s: %s", name, topo["note"])
             nimbus.state.put_obj(paths.topology(name), topo)
-            self._drop_code(str(rb["sha"]), topo)
+            self._drop_code(sha, topo)
 
-    def finish_layout(self, topo: dict[str, Any], rb: Mapping[str, Any]) -> None:
-        """A --rebalance upgrade's new code is in the topology's record (its workers start next)."""
-        up = rb["upgrade"]
-        topo["last_upgrade"] = {"ok": True, "code_version": rb["code_version"], "reason": "", "time": time.time(),
-                                "sha": rb["sha"], "stop": True}
+    def finish_layout(self, topo: TopologyRecord, rb: RebalanceRecord) -> None:
+        """Put a --rebalance upgrade's new code in the topology's record (its workers start next)."""
+        up = rb.get("upgrade")
+        if up is None:
+            return
+        topo["sha"], topo["target"] = str(rb.get("sha")), str(rb.get("target"))
+        topo["code_version"] = int(rb.get("code_version") or 1)
+        topo["message_timeout"] = float(rb.get("message_timeout") or topo["message_timeout"])
+        topo["last_upgrade"] = {"ok": True, "code_version": topo["code_version"], "reason": "", "time": time.time(),
+                                "sha": topo["sha"], "stop": True}
         if str(topo.get("note", "")).startswith("the upgrade"):
             topo["note"] = ""
-        log.info("topology %s: code v%d (%s) with the new layout: %s", topo["name"], rb["code_version"],
-                 str(rb["sha"])[:12], "; ".join(up.get("layout") or []))
-        self._drop_code(str(up["sha"]), topo)
+        log.info("topology %s: code v%d (%s) with the new layout: %s", topo["name"], topo["code_version"],
+                 topo["sha"][:12], "; ".join(up["layout"]))
+        self._drop_code(up["sha"], topo)
 
-    def _drop_code(self, sha: str, topo: Mapping[str, Any]) -> None:
+    def _drop_code(self, sha: str, topo: TopologyRecord) -> None:
         """Remove a code archive no topology (nor its upgrade) needs any more."""
         from ._state import paths
 
         if sha == topo.get("sha"):
             return
         state = self.nimbus.state
-        still = [t for t in state.children_objs(paths.TOPOLOGIES).values() if isinstance(t, dict) and t is not topo
-                 and t.get("name") != topo.get("name")
-                 and sha in (t.get("sha"), (t.get("upgrade") or {}).get("sha"), (t.get("rebalance") or {}).get("sha"))]
+        topologies: dict[str, TopologyRecord] = only_maps(state.children_objs(paths.TOPOLOGIES))
+        still = [t for t in topologies.values() if t.get("name") != topo["name"] and sha in code_shas(t)]
         if not still:
             state.delete(paths.code(sha))
 
-    def _replace(self, topo: dict[str, Any], a: dict[str, Any], beats: Mapping[int, Mapping[str, Any]],
-                 now: float) -> None:
+    def _replace(self, topo: TopologyRecord, a: Assignment, beats: Mapping[int, WorkerBeat], now: float) -> None:
         """Move the next worker to the new code (its supervisor restarts it)."""
         from ._state import paths
 
         up = topo["upgrade"]
         index = up["order"][up["step"]]
-        up["old_pid"] = (beats.get(index) or {}).get("pid")
-        self._set_code(a, [index], {k: up[k] for k in CODE_KEYS if k in up})
+        b = beats.get(index)
+        up["old_pid"] = b.get("pid") if b is not None else None
+        self._set_code(a, [index], new_code(up))
         up["phase"], up["since"] = "replacing", now
         self.nimbus.state.put_obj(paths.assignment(topo["name"]), a)
         self.nimbus.state.put_obj(paths.topology(topo["name"]), topo)
         log.info("topology %s: upgrade to code v%d: replacing worker %d", topo["name"], up["code_version"], index)
 
-    def request_checkpoint(self, topo: Mapping[str, Any], a: dict[str, Any]) -> int:
+    def request_checkpoint(self, topo: TopologyRecord, a: Assignment) -> int:
         """Ask the topology's checkpoint spout for a checkpoint: a new request
         token in the assignment, which the supervisors pass to the workers."""
         from ._state import paths
@@ -415,15 +461,15 @@ class RollingUpgrade:
                 "failing or stuck in its checkpoints (see storm logs); nothing was stopped for it")
 
     @staticmethod
-    def _set_code(a: dict[str, Any], indexes: list[int], code: Mapping[str, Any] | None) -> None:
+    def _set_code(a: Assignment, indexes: list[int], code: WorkerCode | None) -> None:
         for w in a["workers"]:
             if int(w["index"]) in indexes:
-                for k in CODE_KEYS:
-                    w.pop(k, None)
+                for key in ("sha", "target", "fingerprint", "overrides", "code_version", "parallelism"):
+                    w.pop(key, None)  # type: ignore[misc]  # the CODE_KEYS, all NotRequired in a WorkerSlot
                 if code is not None:
                     w.update(code)
 
-    def _rollback(self, topo: dict[str, Any], a: dict[str, Any], now: float, reason: str) -> None:
+    def _rollback(self, topo: TopologyRecord, a: Assignment, now: float, reason: str) -> None:
         from ._state import paths
 
         up = topo["upgrade"]
@@ -434,29 +480,29 @@ class RollingUpgrade:
         self.nimbus.state.put_obj(paths.assignment(topo["name"]), a)
         self.nimbus.state.put_obj(paths.topology(topo["name"]), topo)
 
-    def _finish(self, topo: dict[str, Any], a: dict[str, Any]) -> None:
+    def _finish(self, topo: TopologyRecord, a: Assignment) -> None:
         up = topo["upgrade"]
         old_sha = topo["sha"]
-        for k in ("sha", "target", "fingerprint", "overrides", "shape"):
-            topo[k] = up[k]
+        code = new_code(up)
+        topo["sha"], topo["target"], topo["fingerprint"] = code["sha"], code["target"], code["fingerprint"]
+        topo["overrides"], topo["shape"], topo["code_version"] = code["overrides"], up["shape"], code["code_version"]
+        a["sha"], a["target"], a["fingerprint"] = code["sha"], code["target"], code["fingerprint"]
+        a["overrides"], a["code_version"] = code["overrides"], code["code_version"]
         if "parallelism" in up:
-            topo["parallelism"] = up["parallelism"]
-        topo["code_version"] = up["code_version"]
-        for k in CODE_KEYS:
-            if k in up:
-                a[k] = up[k]
+            topo["parallelism"] = a["parallelism"] = code["parallelism"]
         self._set_code(a, [int(w["index"]) for w in a["workers"]], None)
         log.info("topology %s: upgraded to code v%d (%s)", topo["name"], up["code_version"],
                              str(up["sha"])[:12])
         self._end(topo, a, ok=True, reason="", drop_code=old_sha)
 
-    def _end(self, topo: dict[str, Any], a: dict[str, Any], ok: bool, reason: str,
+    def _end(self, topo: TopologyRecord, a: Assignment, ok: bool, reason: str,
              drop_code: str | None = None) -> None:
         from ._state import paths
 
         up = topo.pop("upgrade")
-        topo["last_upgrade"] = {"ok": ok, "code_version": up["code_version"], "reason": reason,
-                                "time": time.time(), "sha": up["sha"]}
+        last: LastUpgrade = {"ok": ok, "code_version": up["code_version"], "reason": reason,
+                             "time": time.time(), "sha": up["sha"]}
+        topo["last_upgrade"] = last
         if not ok:
             topo["note"] = f"the upgrade to code v{up['code_version']} failed and was rolled back: {reason}"
             drop_code = str(up["sha"])
@@ -467,7 +513,7 @@ class RollingUpgrade:
         state.put_obj(paths.assignment(topo["name"]), a)
         state.put_obj(paths.topology(topo["name"]), topo)
         if drop_code and drop_code != topo["sha"]:
-            still = [t for t in state.children_objs(paths.TOPOLOGIES).values()
-                     if isinstance(t, dict) and drop_code in (t.get("sha"), (t.get("upgrade") or {}).get("sha"))]
+            topologies: dict[str, TopologyRecord] = only_maps(state.children_objs(paths.TOPOLOGIES))
+            still = [t for t in topologies.values() if drop_code in code_shas(t)]
             if not still:
                 state.delete(paths.code(drop_code))
