@@ -98,6 +98,13 @@ def upgrade(
         _follow_upgrade(client, name, int(reply["to"]), len(reply["plan"]), timeout, console)
 
 
+_LAYOUT_PHASES = {
+    "checkpoint": "checkpoint: waiting until the stateful bolts' state is committed",
+    "wait": "deactivating the spouts",
+    "stopping": "stopping every worker of the topology",
+}
+
+
 def _layout_upgrade(client: NimbusClient, name: str, reply: UpgradeAnswer, sha: str, dry_run: bool, wait: bool,
                     timeout: float, console: Console) -> None:
     """storm upgrade --rebalance with a layout change: the plan, and its progress."""
@@ -133,7 +140,7 @@ def _layout_upgrade(client: NimbusClient, name: str, reply: UpgradeAnswer, sha: 
             if rb is not None and "upgrade" in rb:
                 if rb["phase"] != last:
                     last = rb["phase"]
-                    console.print(f"{last}", soft_wrap=True)
+                    console.print(_LAYOUT_PHASES.get(last, last), soft_wrap=True)
             else:
                 done = topo.get("last_upgrade")
                 if done is None or done.get("code_version") != version:
