@@ -334,3 +334,26 @@ def test_workers_on_the_new_code_keep_the_running_parallelism(nimbus: Nimbus, tm
     slot = assignment(nimbus)["workers"][0]
     assert slot["code_version"] == 2 and slot["parallelism"]["count"] == 2  # the worker's --parallelism
     assert slot["fingerprint"] == topo(nimbus)["fingerprint"]
+
+
+def test_a_new_leader_carries_a_layout_upgrade_on(nimbus: Nimbus, tmp_path: Path) -> None:
+    submit_stateful(nimbus, tmp_path)
+    relaid = STATEFUL.replace("class Pipe(Topology):", "class Audit(Numbers):\n    pass\n\nclass Pipe(Topology):")
+    relaid = relaid.replace("    source = Numbers.spec()", "    source = Numbers.spec()\n    audit = Audit.spec()")
+    assert upgrade(nimbus, tmp_path, relaid, rebalance=True)["ok"]
+    nimbus.election.resign()
+    conf = _config.merge({"storm.local.dir": str(tmp_path / "other"), "nimbus.upgrade.healthy.secs": 2.0})
+    other = Nimbus(conf, SqliteState(tmp_path / "state.sqlite"))
+    try:
+        served_beat(other, 0, 1, 1, pid=100)
+        other.tick()  # fetches the new code too (it must hold it to lead), leads, sees the checkpoint committed
+        assert other.missing_code == [] and other.was_leading
+        assert topo(other)["rebalance"]["phase"] == "wait"
+        other.monitor()
+        other.state.delete(paths.beats("Pipe"))
+        other.monitor()
+        t = topo(other)
+        assert t["status"] == "ACTIVE" and t["code_version"] == 2 and "audit" in t["components"]
+    finally:
+        other.election.resign()
+        other.state.close()
