@@ -58,6 +58,7 @@ _CONTROL_SHAPES: dict[str, tuple[tuple[type, ...], ...]] = {
     "parent": ((int,),),
     "throttle": ((int,), (bool,)),
     "log-level": ((dict,),),
+    "checkpoint": ((int,),),  # storm upgrade: the checkpoint spout checkpoints now (its request token)
 }
 
 

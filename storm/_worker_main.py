@@ -208,6 +208,10 @@ def run_loop(worker: Worker, tracer: Tracer | None, transport: ZmqTransport, par
                 worker.set_throttle(int(msg[1]), bool(msg[2]))
             elif kind == "log-level" and len(msg) == 2:
                 _loglevel.apply(msg[1])  # storm set-log-level, sent by the supervisor
+            elif kind == "checkpoint" and len(msg) == 2 and isinstance(msg[1], int):
+                from .stateful import request_checkpoint
+
+                request_checkpoint(worker, msg[1])  # storm upgrade, before it stops a worker
         received = worker.receive(frames) if frames else 0
         now = time.monotonic()
         did = worker.step(now) + received

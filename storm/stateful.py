@@ -100,6 +100,10 @@ REDIS_URL_KEY = "topology.state.redis.url"
 #: Seconds the checkpoint spout waits for a phase's tuple tree before it treats it
 #: as failed (default: half of topology.message.timeout.secs).
 TIMEOUT_KEY = "topology.state.checkpoint.timeout.secs"
+#: Set by `storm upgrade --rebalance`, not by users: {component: [the task id in each of its
+#: tasks' store names, by task index]}, so a layout change that renumbers task ids keeps each
+#: task's state.
+STORE_TASKS_KEY = "topology.state.tasks"
 
 # The spout's phases (stored as text in its meta table).
 COMMITTED = "committed"
@@ -318,6 +322,19 @@ def open_store(conf: Mapping[str, Any], topology: str, name: str) -> StateStore:
             raise ConfigError(f"{PROVIDER_KEY} is redis: set {REDIS_URL_KEY} (e.g. redis://127.0.0.1:6379/0)")
         return RedisStateStore(str(url), f"storm-state:{topology}:{name}")
     raise ConfigError(f"{PROVIDER_KEY} must be 'sqlite' or 'redis', got {provider!r}")
+
+
+def store_name(conf: Mapping[str, Any], context: TopologyContext) -> str:
+    """``<component>-<task id>`` of a task's store: the task id it had when its
+    state was first saved (STORE_TASKS_KEY), else its own. Tasks beyond that
+    map (a parallelism raised later) take ids the map does not hold."""
+    ids = [int(t) for t in (conf.get(STORE_TASKS_KEY) or {}).get(context.component_id) or []]
+    if not ids:
+        return f"{context.component_id}-{context.task_id}"
+    index = context.this_task_index
+    if index < len(ids):
+        return f"{context.component_id}-{ids[index]}"
+    return f"{context.component_id}-{max(ids) + 1 + index - len(ids)}"
 
 
 class KeyValueState(MutableMapping[Any, Any]):
@@ -747,7 +764,7 @@ class CheckpointSpout(Spout):
         # until the rollback this triggers, which should come before that input's
         # trees time out (a tree replayed while its tuple still waits is applied twice).
         self.timeout = float(timeout if timeout else (conf.get("topology.message.timeout.secs") or 30.0) / 2)
-        self.store = open_store(conf, context.topology_name, f"{context.component_id}-{context.task_id}.spout")
+        self.store = open_store(conf, context.topology_name, f"{store_name(conf, context)}.spout")
         meta = self.store.get_meta()
         self.txid = int(meta.get("txid") or 0)
         self.phase = str(meta.get("phase") or COMMITTED)
@@ -760,6 +777,14 @@ class CheckpointSpout(Spout):
         self.rollbacks = 0
         self.timeouts = 0
         self.last_committed = self.txid if self.phase == COMMITTED else self.txid - 1
+        #: Checkpoints asked from outside (request): the newest request, the one the
+        #: prepare in flight serves, and the newest one a committed checkpoint served.
+        self.requested = 0
+        self.forcing = 0
+        self.served = 0
+        # A request no checkpoint could serve stops forcing prepares then (a
+        # failing bolt would otherwise make them back to back).
+        self.request_until = 0.0
 
     def _save(self) -> None:
         self.store.set_meta({"txid": self.txid, "phase": self.phase, "seq": self.seq})
@@ -782,11 +807,13 @@ class CheckpointSpout(Spout):
             self._send({COMMITTED: INITSTATE, PREPARING: ROLLBACK, COMMITTING: COMMIT}[self.phase])
         elif self.phase == COMMITTING:
             self._send(COMMIT)
-        elif self.phase == COMMITTED and now >= self.next_at:
+        elif self.phase == COMMITTED and (now >= self.next_at or (
+                self.requested > self.served and now < self.request_until)):
             self.next_at = now + self.interval
             self.txid += 1
             self.phase = PREPARING
             self._save()
+            self.forcing = self.requested
             self._send(PREPARE)
 
     def ack(self, msg_id: Any) -> None:
@@ -801,6 +828,7 @@ class CheckpointSpout(Spout):
             self.phase = COMMITTED
             self.commits += 1
             self.last_committed = self.txid
+            self.served = max(self.served, self.forcing)
         elif action == ROLLBACK:
             self.phase = COMMITTED
             self.txid -= 1
@@ -820,8 +848,34 @@ class CheckpointSpout(Spout):
         self.recovering = True
         log.info("checkpoint %s of txid %d failed; recovering", cur[1], cur[2])
 
+    def request(self, token: int) -> None:
+        """Take a checkpoint now (`storm upgrade` asks before it stops a worker):
+        the next prepare starts at once, whatever the interval, and once a
+        checkpoint prepared after this call commits, ``served`` is ``token``.
+        Tokens grow; an older one than already asked is ignored."""
+        if token > self.requested:
+            self.requested = token
+            self.request_until = time.monotonic() + max(60.0, 4 * self.timeout)
+            log.info("checkpoint asked for (request %d)", token)
+
+    def state_size(self) -> dict[str, int]:
+        """In the worker's metrics (so in the heartbeat nimbus reads): the last
+        committed txid and the newest request a committed checkpoint served."""
+        return {"committed_txid": self.last_committed, "served_request": self.served}
+
     def close(self) -> None:
         self.store.close()
+
+
+def request_checkpoint(worker: Any, token: Any) -> int:
+    """Pass a checkpoint request (the worker's ``checkpoint`` control message)
+    to the worker's checkpoint spouts; how many there were."""
+    n = 0
+    for ex in worker.spouts:
+        if isinstance(ex.instance, CheckpointSpout):
+            ex.instance.request(int(token))
+            n += 1
+    return n
 
 
 # -- stateful bolts ---------------------------------------------------------------------
@@ -911,8 +965,7 @@ class StatefulBolt(Bolt):
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
         """Loads the committed state; subclasses that override prepare must call super()."""
         _check_timeout(conf, context.component_id)
-        self.state = KeyValueState(open_store(conf, context.topology_name,
-                                              f"{context.component_id}-{context.task_id}"))
+        self.state = KeyValueState(open_store(conf, context.topology_name, store_name(conf, context)))
         self.checkpoints = 0
         self.rollbacks = 0
         #: False until an initstate or rollback: the task may have restarted while the

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -31,6 +31,10 @@ from .._config import parse_overrides
 from .._errors import ConfigError, StormError
 from ._app import app, fail
 from ._targets import FilterOpt
+
+if TYPE_CHECKING:
+    from ..daemon._client import NimbusClient
+    from ..daemon._records import WorkerRow
 
 cluster_app = typer.Typer(help="Run a whole cluster on this machine.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
@@ -73,7 +77,7 @@ def _conf(conf_file: str | None, config: list[str] | None) -> tuple[dict[str, An
     return load_conf(conf_file, overrides), overrides
 
 
-def _client(conf: dict[str, Any]) -> Any:
+def _client(conf: dict[str, Any]) -> NimbusClient:
     from ..daemon._client import NimbusClient
 
     return NimbusClient.from_conf(conf)
@@ -160,8 +164,7 @@ def submit(
         client = _client(conf)
         client.endpoint()  # nimbus unreachable: say so before building anything
         pkg, spec = package_target(target, topo_conf)
-        reply = client.call("submit", name=spec.name, target=pkg.target, archive=pkg.archive,
-                            sha256=pkg.sha256, overrides=topo_conf)
+        reply = client.submit(spec.name, pkg.target, pkg.archive, pkg.sha256, topo_conf)
     console.print(
         f"submitted topology '{reply['name']}': {reply['workers']} worker(s), {reply['tasks']} task(s), "
         f"code {pkg.sha256[:12]} ({len(pkg.files)} file(s), {len(pkg.archive)} bytes)", soft_wrap=True)
@@ -175,7 +178,7 @@ def list_(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     console = _console()
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("list")
+        reply = _client(conf).topologies()
     topologies = reply["topologies"]
     where = Text(str(reply.get("where") or ""), style="yellow" if not reply.get("supervisors") else "dim")
     if not topologies:
@@ -213,7 +216,7 @@ def kill(name: NameArg, wait: WaitOpt = None, config: ConfigOpt = None, conf_fil
     """Deactivate a topology, wait, then stop its workers and remove it."""
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("kill", name=name, wait=wait)
+        reply = _client(conf).kill(name, wait)
     _console().print(f"killed topology '{reply['name']}': its workers stop in {reply['wait']:g}s")
 
 
@@ -222,7 +225,7 @@ def activate(name: NameArg, config: ConfigOpt = None, conf_file: ConfFileOpt = N
     """Activate a topology: its spouts call next_tuple again."""
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("activate", name=name)
+        reply = _client(conf).activate(name)
     _console().print(f"activated topology '{reply['name']}'")
 
 
@@ -231,7 +234,7 @@ def deactivate(name: NameArg, config: ConfigOpt = None, conf_file: ConfFileOpt =
     """Deactivate a topology: its spouts stop calling next_tuple."""
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("deactivate", name=name)
+        reply = _client(conf).deactivate(name)
     _console().print(f"deactivated topology '{reply['name']}'")
 
 
@@ -264,7 +267,7 @@ def rebalance(
         if workers is None and not parallelism:
             raise ConfigError("nothing to rebalance: give -n WORKERS and/or -e COMPONENT=PARALLELISM")
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("rebalance", name=name, wait=wait, workers=workers, parallelism=parallelism)
+        reply = _client(conf).rebalance(name, wait, workers, parallelism)
     pars = ", ".join(f"{c}={p}" for c, p in sorted(reply["parallelism"].items()))
     _console().print(f"rebalancing topology '{reply['name']}' in {reply['wait']:g}s to {reply['workers']} "
                      f"worker(s): {pars}", soft_wrap=True)
@@ -276,7 +279,7 @@ def supervisors(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None
     console = _console()
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        sups = _client(conf).call("supervisors")["supervisors"]
+        sups = _client(conf).supervisors()
     if not sups:
         console.print("no supervisors registered")
         return
@@ -307,7 +310,7 @@ def logs(
     with _user_errors():
         conf, _ = _conf(conf_file, config)
         client = _client(conf)
-        info = client.call("info", name=name)
+        info = client.info(name)
         workers = info["workers"]
         if component is not None:
             comps = info["topology"]["components"]
@@ -319,10 +322,11 @@ def logs(
             raise StormError(f"topology '{name}' has no workers assigned yet; try again in a moment")
         timeout = min(client.timeout, 10.0)
 
-        def fetch(w: dict[str, Any], offset: int | None) -> dict[str, Any]:
-            if not w.get("logs"):
+        def fetch(w: WorkerRow, offset: int | None) -> dict[str, Any]:
+            endpoint = w.get("logs")
+            if not endpoint:
                 raise StormError(f"the supervisor of worker {w['index']} has no log server registered")
-            return request(w["logs"], {"op": "log", "topology": name, "index": w["index"], "offset": offset,
+            return request(endpoint, {"op": "log", "topology": name, "index": w["index"], "offset": offset,
                                        "lines": lines}, timeout, "supervisor log server", client.curve)
 
         offsets: dict[int, int] = {}
@@ -450,7 +454,7 @@ def cluster_up(config: ConfigOpt = None, conf_file: ConfFileOpt = None, insecure
     def nimbus_up() -> bool:
         try:
             client._endpoint = None
-            client.call("ping")
+            client.ping()
             return True
         except NimbusError:
             return False
@@ -458,7 +462,7 @@ def cluster_up(config: ConfigOpt = None, conf_file: ConfFileOpt = None, insecure
     def supervisor_up(pid: int) -> Callable[[], bool]:
         def check() -> bool:
             try:
-                return any(s["pid"] == pid and s["alive"] for s in client.call("supervisors")["supervisors"])
+                return any(s["pid"] == pid and s["alive"] for s in client.supervisors())
             except NimbusError:
                 return False
         return check
@@ -472,7 +476,7 @@ def cluster_up(config: ConfigOpt = None, conf_file: ConfFileOpt = None, insecure
                 _wait("nimbus", nimbus_up, procs, logs, 30, stop)
                 sup = start("supervisor")
                 _wait("the supervisor", supervisor_up(sup.pid), procs, logs, 30, stop)
-                state = client.call("ping")["state"]
+                state = client.ping()["state"]
             console.print(Text("storm cluster up", style="bold green"))
             console.print(f"  nimbus      {client.endpoint()} (pid {procs[0].pid}), log {logs[0]}", soft_wrap=True)
             console.print(f"  supervisor  {len(conf['supervisor.slots.ports'])} slot(s) "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -31,6 +31,10 @@ from ._cluster import (
     _user_errors,
 )
 
+if TYPE_CHECKING:
+    from ..daemon._client import NimbusClient
+    from ..daemon._records import UpgradeAnswer
+
 
 @app.command()
 def upgrade(
@@ -40,6 +44,10 @@ def upgrade(
         show_default=False)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the new code and print the plan; change nothing.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the upgrade until it is over (or rolled back).")] = False,
+    rebalance: Annotated[bool, typer.Option(
+        "--rebalance", help="Apply a layout change (a component added, removed or renamed, fields or a grouping "
+                            "changed) with a stop: checkpoint, stop every worker, start them on the new code; "
+                            "components that keep their names keep their state.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds --wait waits at most.")] = 600.0,
     config: ConfigOpt = None,
     conf_file: ConfFileOpt = None,
@@ -47,10 +55,11 @@ def upgrade(
     """Move a running topology to new code, one worker at a time, without a stop.
 
     The new code must keep the topology's layout (components, stream fields,
-    groupings); each worker is stopped, started on the new code (stateful bolts
-    restore their last checkpoint, unacked tuples are replayed) and seen healthy
-    before the next one goes. A worker that fails on the new code rolls the
-    upgrade back."""
+    groupings); stateful bolts checkpoint, then each worker is stopped, started
+    on the new code (stateful bolts restore that checkpoint, unacked tuples are
+    replayed) and seen healthy before the next one goes. A worker that fails on
+    the new code rolls the upgrade back. With --rebalance a layout change is
+    applied with a stop of every worker instead of refused."""
     from ..daemon._code import package_target
     from ..daemon._conf import topology_overrides
 
@@ -64,15 +73,21 @@ def upgrade(
         client = _client(conf)
         client.endpoint()
         pkg, _spec = package_target(target, topo_conf)
-        reply = client.call("upgrade", name=name, target=pkg.target, archive=pkg.archive, sha256=pkg.sha256,
-                            overrides=topo_conf, dry_run=dry_run)
+        reply = client.upgrade(name, pkg.target, pkg.archive, pkg.sha256, topo_conf, dry_run=dry_run,
+                               rebalance=rebalance)
+    if reply.get("stop"):
+        _layout_upgrade(client, name, reply, pkg.sha256, dry_run, wait, timeout, console)
+        return
+    if rebalance:
+        console.print("no layout change: a rolling upgrade, no stop (--rebalance is not needed)", soft_wrap=True)
+    save = "checkpoint (stateful bolts save their state), " if reply.get("checkpoint") else ""
     head = (f"topology '{name}': code v{reply['from']} -> v{reply['to']} ({pkg.sha256[:12]}"
             f"{', the same code' if reply['same_code'] else ''}), {len(reply['plan'])} worker(s) one at a time")
     if dry_run:
         console.print(f"plan (dry run, nothing changed): {head}", soft_wrap=True)
         for i, st in enumerate(reply["plan"], 1):
             console.print(f"  {i}. worker {st['index']} on {st['host']}:{st['port']} "
-                          f"({', '.join(st['components']) or 'system tasks'}): stop, start on the new code, "
+                          f"({', '.join(st['components']) or 'system tasks'}): {save}stop, start on the new code, "
                           "wait until healthy", soft_wrap=True)
         return
     console.print(f"upgrading {head}", soft_wrap=True)
@@ -83,7 +98,67 @@ def upgrade(
         _follow_upgrade(client, name, int(reply["to"]), len(reply["plan"]), timeout, console)
 
 
-def _follow_upgrade(client: Any, name: str, version: int, workers: int, timeout: float, console: Console) -> None:
+_LAYOUT_PHASES = {
+    "checkpoint": "checkpoint: waiting until the stateful bolts' state is committed",
+    "wait": "deactivating the spouts",
+    "stopping": "stopping every worker of the topology",
+}
+
+
+def _layout_upgrade(client: NimbusClient, name: str, reply: UpgradeAnswer, sha: str, dry_run: bool, wait: bool,
+                    timeout: float, console: Console) -> None:
+    """storm upgrade --rebalance with a layout change: the plan, and its progress."""
+    n = reply["workers"]
+    head = (f"topology '{name}': code v{reply['from']} -> v{reply['to']} ({sha[:12]}) with a new layout: "
+            f"{'; '.join(reply['layout'])}")
+    kept = ", ".join(reply.get("state_kept") or []) or "none"
+    steps = []
+    if reply.get("checkpoint"):
+        steps.append("checkpoint: stateful bolts save their state; wait until it commits")
+    steps.append(f"deactivate the spouts and stop all {n} worker(s): the topology stops, as --rebalance asked")
+    steps.append(f"start {n} worker(s) on the new code; state restored for {kept}"
+                 + (f", new state for {', '.join(reply['state_new'])}" if reply.get("state_new") else "")
+                 + (f", state left behind for {', '.join(reply['state_dropped'])}" if reply.get("state_dropped") else "")
+                 + "; tuples not acked before the stop are replayed by the spouts")
+    if dry_run:
+        console.print(f"plan (dry run, nothing changed): {head}", soft_wrap=True)
+        for i, text in enumerate(steps, 1):
+            console.print(f"  {i}. {text}", soft_wrap=True)
+        return
+    console.print(Text(f"upgrading {head}; every worker of the topology stops (--rebalance)", style="yellow"),
+                  soft_wrap=True)
+    if not wait:
+        console.print("follow it with: storm list", soft_wrap=True)
+        return
+    version = int(reply["to"])
+    deadline = time.monotonic() + timeout
+    last = None
+    with _user_errors():
+        while True:
+            topo = client.info(name)["topology"]
+            rb = topo.get("rebalance")
+            if rb is not None and "upgrade" in rb:
+                if rb["phase"] != last:
+                    last = rb["phase"]
+                    console.print(_LAYOUT_PHASES.get(last, last), soft_wrap=True)
+            else:
+                done = topo.get("last_upgrade")
+                if done is None or done.get("code_version") != version:
+                    raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
+                if not done.get("ok"):
+                    raise StormError(f"the upgrade of '{name}' to code v{version} failed and was given up: "
+                                     f"{done.get('reason')}")
+                row = next((t for t in client.topologies()["topologies"] if t["name"] == name), None)
+                if row is not None and row["code_version"] == version and row["running"] >= row["workers"]:
+                    break
+            if time.monotonic() > deadline:
+                raise StormError(f"the upgrade of '{name}' is still under way after {timeout:g}s; see storm list")
+            time.sleep(0.5)
+    console.print(Text(f"topology '{name}' runs code v{version} on every worker (its workers were stopped and "
+                       "started again: --rebalance)", style="green"), soft_wrap=True)
+
+
+def _follow_upgrade(client: NimbusClient, name: str, version: int, workers: int, timeout: float, console: Console) -> None:
     """Poll nimbus until the upgrade to `version` is over: a progress bar in a
     terminal, a line per change otherwise; StormError when it was rolled back."""
     from rich.progress import BarColumn, Progress, TextColumn
@@ -97,11 +172,11 @@ def _follow_upgrade(client: Any, name: str, version: int, workers: int, timeout:
         if bar is not None:
             bar.start()
         while True:
-            topo = client.call("info", name=name)["topology"]
+            topo = client.info(name)["topology"]
             up = topo.get("upgrade")
             if up is None:
-                done = topo.get("last_upgrade") or {}
-                if done.get("code_version") != version:
+                done = topo.get("last_upgrade")
+                if done is None or done.get("code_version") != version:
                     raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
                 if not done.get("ok"):
                     raise StormError(f"the upgrade of '{name}' to code v{version} failed and was rolled back: "
@@ -149,7 +224,7 @@ def set_log_level(
         for logger in reset or []:
             check_logger(logger)
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("set_log_level", name=name, set=settings or [], reset=reset or [])
+        reply = _client(conf).set_log_level(name, settings or [], reset or [])
     levels = reply["levels"]
     now = time.time()
     text = ", ".join(f"{k}={v['level']}" + (f" for {max(v['until'] - now, 0):.0f}s" if v["until"] else "")
@@ -163,7 +238,7 @@ def nimbuses(config: ConfigOpt = None, conf_file: ConfFileOpt = None) -> None:
     console = _console()
     with _user_errors():
         conf, _ = _conf(conf_file, config)
-        reply = _client(conf).call("nimbuses")
+        reply = _client(conf).nimbuses()
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("nimbus", "host", "role", "alive", "pid", "uptime", "version"):
         table.add_column(col)

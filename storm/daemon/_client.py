@@ -1,7 +1,8 @@
 """Talking to nimbus: one msgpack request, one msgpack answer over ZeroMQ
 (REQ to nimbus's ROUTER). Owns finding nimbus (`nimbus.seeds`, `nimbus.port`)
-and turning silence or a refusal into one clear error; knows nothing of what
-the requests mean.
+and turning silence or a refusal into one clear error. `call` sends any
+request; the typed methods name nimbus's requests and the answers' records
+(storm.daemon._records), the same maps on the wire.
 
 Under CURVE (storm.security.curve) the request goes out with the client's key
 pair; a refused key or a failed handshake ends the request at once with one
@@ -12,7 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import zmq
@@ -21,6 +22,19 @@ from zmq.utils.monitor import recv_monitor_message
 from .. import _security
 from .._errors import StormError
 from .._security import CurveKeys
+from ._records import (
+    InfoAnswer,
+    KillAnswer,
+    ListAnswer,
+    LogLevelsAnswer,
+    NimbusesAnswer,
+    PingAnswer,
+    RebalanceAnswer,
+    StatusAnswer,
+    SubmitAnswer,
+    SupervisorRow,
+    UpgradeAnswer,
+)
 
 # Supervisor log servers and nimbus answer the same framing.
 DEFAULT_TIMEOUT = 30.0
@@ -152,7 +166,7 @@ class NimbusClient:
     a follower refuses goes on to the leader it names::
 
         client = NimbusClient.from_conf(conf)
-        for topo in client.call("list")["topologies"]: ...
+        for topo in client.topologies()["topologies"]: ...
     """
 
     def __init__(self, seeds: list[str], port: int, timeout: float = DEFAULT_TIMEOUT,
@@ -201,3 +215,51 @@ class NimbusClient:
             # Once only: a leader that itself says "not leader" lost an election meanwhile.
             return request(f"tcp://{exc.leader}", {"op": op, **args}, self.timeout, "the leading nimbus",
                            self.curve)
+
+    # -- nimbus's requests, typed ----------------------------------------------------
+    def ping(self) -> PingAnswer:
+        return cast(PingAnswer, self.call("ping"))
+
+    def topologies(self) -> ListAnswer:
+        """`list`: every topology, and where nimbus keeps the cluster state."""
+        return cast(ListAnswer, self.call("list"))
+
+    def info(self, name: str) -> InfoAnswer:
+        return cast(InfoAnswer, self.call("info", name=name))
+
+    def stats(self, name: str) -> dict[str, Any]:
+        """Every figure of one topology (storm._metrics.TopologyStats.to_json)."""
+        return self.call("stats", name=name)
+
+    def supervisors(self) -> list[SupervisorRow]:
+        return cast(list[SupervisorRow], self.call("supervisors")["supervisors"])
+
+    def nimbuses(self) -> NimbusesAnswer:
+        return cast(NimbusesAnswer, self.call("nimbuses"))
+
+    def submit(self, name: str, target: str, archive: bytes, sha256: str,
+               overrides: Mapping[str, Any]) -> SubmitAnswer:
+        return cast(SubmitAnswer, self.call("submit", name=name, target=target, archive=archive, sha256=sha256,
+                                            overrides=dict(overrides)))
+
+    def kill(self, name: str, wait: float | None = None) -> KillAnswer:
+        return cast(KillAnswer, self.call("kill", name=name, wait=wait))
+
+    def activate(self, name: str) -> StatusAnswer:
+        return cast(StatusAnswer, self.call("activate", name=name))
+
+    def deactivate(self, name: str) -> StatusAnswer:
+        return cast(StatusAnswer, self.call("deactivate", name=name))
+
+    def rebalance(self, name: str, wait: float | None = None, workers: int | None = None,
+                  parallelism: Mapping[str, int] | None = None) -> RebalanceAnswer:
+        return cast(RebalanceAnswer, self.call("rebalance", name=name, wait=wait, workers=workers,
+                                               parallelism=dict(parallelism or {})))
+
+    def upgrade(self, name: str, target: str, archive: bytes, sha256: str, overrides: Mapping[str, Any],
+                dry_run: bool = False, rebalance: bool = False) -> UpgradeAnswer:
+        return cast(UpgradeAnswer, self.call("upgrade", name=name, target=target, archive=archive, sha256=sha256,
+                                             overrides=dict(overrides), dry_run=dry_run, rebalance=rebalance))
+
+    def set_log_level(self, name: str, settings: list[str], reset: list[str]) -> LogLevelsAnswer:
+        return cast(LogLevelsAnswer, self.call("set_log_level", name=name, set=settings, reset=reset))

@@ -59,7 +59,7 @@ def describe_spec(spec: TopologySpec) -> dict[str, Any]:
         "message_timeout": float(spec.config.get("topology.message.timeout.secs") or 30),
         "components": {
             c.name: {"par": c.par, "tasks": list(c.tasks), "spout": c.is_spout, "system": c.system,
-                     **_kafka_source(spec, c)}
+                     **_kafka_source(spec, c), **_stateful_role(c)}
             for c in spec.components.values()
         },
         # What `storm upgrade` compares: the streams' fields and who reads them how.
@@ -69,6 +69,21 @@ def describe_spec(spec: TopologySpec) -> dict[str, Any]:
             for c in spec.components.values() if not c.system
         },
     }
+
+
+def _stateful_role(c: Any) -> dict[str, Any]:
+    """Marks a CheckpointSpout (`storm upgrade` asks it for a checkpoint before
+    it stops a worker, and reads the checkpoint it served from its metrics)
+    and a StatefulBolt (whose state an upgrade's plan names)."""
+    from ..stateful import CheckpointSpout, StatefulBolt
+
+    if not isinstance(c.cls, type):
+        return {}
+    if c.is_spout and issubclass(c.cls, CheckpointSpout):
+        return {"checkpoint": True}
+    if not c.is_spout and issubclass(c.cls, StatefulBolt):
+        return {"stateful": True}
+    return {}
 
 
 def _kafka_source(spec: TopologySpec, c: Any) -> dict[str, Any]:

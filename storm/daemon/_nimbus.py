@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -30,9 +30,36 @@ from ._client import pack, unpack
 from ._code import unpack as unpack_code
 from ._inspect import in_subprocess
 from ._leader import Leadership, election
+from ._records import (
+    Assignment,
+    ComponentRecord,
+    ComponentStats,
+    Description,
+    ErrorRecord,
+    InfoAnswer,
+    KillAnswer,
+    ListAnswer,
+    LogLevelsAnswer,
+    NimbusesAnswer,
+    NimbusInfo,
+    NimbusRecord,
+    PingAnswer,
+    RebalanceAnswer,
+    StatusAnswer,
+    SubmitAnswer,
+    SupervisorInfo,
+    SupervisorsAnswer,
+    TopologyRecord,
+    TopologyRow,
+    UpgradeAnswer,
+    WorkerBeat,
+    WorkerRow,
+    WorkerSlot,
+    only_maps,
+)
 from ._scheduler import Slot, SupervisorSlots, schedule
 from ._state import ClusterState, local_dir, open_state, paths
-from ._upgrade import RollingUpgrade, progress
+from ._upgrade import RollingUpgrade, code_shas, progress
 
 log = logging.getLogger("storm.nimbus")
 
@@ -56,10 +83,11 @@ class NotLeaderError(RequestError):
         self.leader = leader
 
 
-def component_stats(components: Mapping[str, Any], history: MetricsHistory, now: float) -> dict[str, dict[str, Any]]:
+def component_stats(components: Mapping[str, ComponentRecord], history: MetricsHistory,
+                    now: float) -> dict[str, ComponentStats]:
     """Per-component all-time figures, flat (the `components` of an info answer)."""
     stats = aggregate("", _component_tasks(components), history, now)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, ComponentStats] = {}
     for c in stats.components:
         out[c.name] = {"kind": c.kind, "tasks": c.tasks, "emitted": c.emitted, "transferred": c.transferred,
                        "executed": c.executed, "acked": c.acked, "failed": c.failed, "errors": c.errors,
@@ -68,7 +96,7 @@ def component_stats(components: Mapping[str, Any], history: MetricsHistory, now:
     return out
 
 
-def _component_tasks(components: Mapping[str, Any]) -> dict[str, tuple[str, list[int]]]:
+def _component_tasks(components: Mapping[str, ComponentRecord]) -> dict[str, tuple[str, list[int]]]:
     return {name: ("spout" if comp["spout"] else "bolt", [int(t) for t in comp["tasks"]])
             for name, comp in components.items()}
 
@@ -237,14 +265,14 @@ class Nimbus:
         return result
 
     # -- helpers ------------------------------------------------------------------
-    def _topology(self, name: Any) -> dict[str, Any]:
+    def _topology(self, name: Any) -> TopologyRecord:
         if not isinstance(name, str) or not name:
             raise RequestError("name a topology")
         topo = self.state.get_obj(paths.topology(name)) if _NAME_RE.match(name) else None
         if not isinstance(topo, dict):
             known = ", ".join(self.state.children(paths.TOPOLOGIES)) or "none"
             raise RequestError(f"no topology named '{name}' is running (running: {known})")
-        return topo
+        return cast(TopologyRecord, topo)
 
     def _code_dir(self, sha: str) -> Path:
         dest = self.dir / "code" / sha
@@ -256,36 +284,35 @@ class Nimbus:
         return unpack_code(blob, sha, dest)
 
     def inspect(self, code_dir: Path, target: str, overrides: Mapping[str, Any],
-                parallelism: Mapping[str, int]) -> dict[str, Any]:
+                parallelism: Mapping[str, int]) -> Description:
         """Build the topology in a subprocess; its description or RequestError."""
         try:
-            return in_subprocess("storm.daemon._inspect", code_dir, target, overrides, parallelism,
-                                 INSPECT_TIMEOUT, "invalid topology")
+            # The JSON of _code.describe_spec.
+            return cast(Description, in_subprocess("storm.daemon._inspect", code_dir, target, overrides, parallelism,
+                                                   INSPECT_TIMEOUT, "invalid topology"))
         except StormError as exc:
             raise RequestError(str(exc)) from exc
 
-    def supervisors(self) -> dict[str, dict[str, Any]]:
+    def supervisors(self) -> dict[str, SupervisorInfo]:
         """Every registered supervisor, with `alive` by nimbus's own clock."""
         now = time.monotonic()
-        out = {}
-        records = self.state.children_objs(paths.SUPERVISORS)
+        out: dict[str, SupervisorInfo] = {}
+        records: dict[str, SupervisorInfo] = only_maps(self.state.children_objs(paths.SUPERVISORS))
         for sid, rec in records.items():
-            if not isinstance(rec, dict):
-                continue
             marker = rec.get("beat")
             seen = self.sup_seen.get(sid)
             if seen is None or seen[0] != marker:
                 self.sup_seen[sid] = (marker, now)
                 seen = self.sup_seen[sid]
-            rec = dict(rec)
-            rec["alive"] = not rec.get("stopped") and now - seen[1] < self.sup_timeout
-            out[sid] = rec
+            info = rec.copy()
+            info["alive"] = not rec.get("stopped") and now - seen[1] < self.sup_timeout
+            out[sid] = info
         for sid in list(self.sup_seen):
             if sid not in records:
                 del self.sup_seen[sid]
         return out
 
-    def where(self, sups: Mapping[str, Mapping[str, Any]]) -> str:
+    def where(self, sups: Mapping[str, SupervisorInfo]) -> str:
         """Which cluster state this nimbus reads and how many supervisors beat
         there: a supervisor pointed at another state never shows up, so say
         which one is meant instead of waiting in silence."""
@@ -296,11 +323,18 @@ class Nimbus:
                      "storm.zookeeper.root registers elsewhere: give every daemon the same settings)")
         return text
 
-    def _assignments(self) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.state.children_objs(paths.ASSIGNMENTS).items() if isinstance(v, dict)}
+    def _assignments(self) -> dict[str, Assignment]:
+        return only_maps(self.state.children_objs(paths.ASSIGNMENTS))
 
-    def _schedule(self, topo: dict[str, Any], old: dict[str, Any] | None,
-                  sups: dict[str, dict[str, Any]], assignments: dict[str, dict[str, Any]]) -> bool:
+    def _topologies(self) -> dict[str, TopologyRecord]:
+        return only_maps(self.state.children_objs(paths.TOPOLOGIES))
+
+    def _assignment(self, name: str) -> Assignment | None:
+        a = self.state.get_obj(paths.assignment(name))
+        return cast(Assignment, a) if isinstance(a, dict) else None
+
+    def _schedule(self, topo: TopologyRecord, old: Assignment | None,
+                  sups: dict[str, SupervisorInfo], assignments: dict[str, Assignment]) -> bool:
         """Write a new assignment for `topo`; False when slots are short."""
         live = [SupervisorSlots(sid, str(s["host"]), tuple(int(p) for p in s.get("ports") or ()))
                 for sid, s in sups.items() if s["alive"]]
@@ -326,9 +360,9 @@ class Nimbus:
         topo["version"] = int(topo.get("version") or 0) + 1
         topo["note"] = ""
         hosts = {sid: sups[sid]["host"] for sid, _ in slots}
-        workers = [{"index": i, "supervisor": sid, "host": hosts[sid], "port": port}
-                   for i, (sid, port) in enumerate(slots)]
-        assignment = {
+        workers: list[WorkerSlot] = [{"index": i, "supervisor": sid, "host": hosts[sid], "port": port}
+                                     for i, (sid, port) in enumerate(slots)]
+        assignment: Assignment = {
             "topology": topo["name"], "id": topo["id"], "version": topo["version"], "sha": topo["sha"],
             "target": topo["target"], "overrides": topo["overrides"], "parallelism": topo["parallelism"],
             "fingerprint": topo["fingerprint"], "active": topo["status"] == ACTIVE,
@@ -344,19 +378,18 @@ class Nimbus:
         return True
 
     def _set_active(self, name: str, active: bool) -> None:
-        a = self.state.get_obj(paths.assignment(name))
-        if isinstance(a, dict) and a.get("active") != active:
+        a = self._assignment(name)
+        if a is not None and a.get("active") != active:
             a["active"] = active
             self.state.put_obj(paths.assignment(name), a)
 
-    def _remove(self, name: str, topo: Mapping[str, Any]) -> None:
+    def _remove(self, name: str, topo: TopologyRecord) -> None:
         self.state.delete(paths.assignment(name))
         self.state.delete(paths.topology(name))
         self.state.delete(paths.beats(name))
         sha = topo.get("sha")
         if sha:
-            still = [t for t in self.state.children_objs(paths.TOPOLOGIES).values()
-                     if isinstance(t, dict) and t.get("sha") == sha]
+            still = [t for t in self._topologies().values() if t.get("sha") == sha]
             if not still:
                 self.state.delete(paths.code(str(sha)))
         log.info("topology %s removed", name)
@@ -385,7 +418,7 @@ class Nimbus:
             log.info("nimbus %s does not stand for leadership yet: it lacks the code of %s", self.id,
                      ", ".join(self.missing_code))
 
-    def _record(self) -> dict[str, Any]:
+    def _record(self) -> NimbusRecord:
         return {"id": self.id, "host": self.id.rpartition(":")[0], "port": self.port, "pid": os.getpid(),
                 "hostname": socket.gethostname(), "started": getattr(self, "started_at", time.time()),
                 "version": __version__, "beat": time.time(), "missing_code": self.missing_code}
@@ -394,28 +427,26 @@ class Nimbus:
         """The topologies whose code this nimbus cannot get (code is replicated
         through the state: a nimbus that cannot run a topology must not lead)."""
         missing = []
-        for name, topo in self.state.children_objs(paths.TOPOLOGIES).items():
-            if not isinstance(topo, dict) or topo.get("status") == KILLED:
+        for name, topo in self._topologies().items():
+            if topo.get("status") == KILLED:
                 continue
-            for sha in {topo.get("sha"), (topo.get("upgrade") or {}).get("sha")} - {None}:
+            for sha in code_shas(topo):
                 try:
-                    self._code_dir(str(sha))
+                    self._code_dir(sha)
                 except (RequestError, OSError):
                     missing.append(name)
         return sorted(set(missing))
 
-    def op_nimbuses(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_nimbuses(self, msg: Mapping[str, Any]) -> NimbusesAnswer:
         """Every nimbus registered in the state, which leads, and whether it beats."""
         leader = self.election.leader()
-        records = self.state.children_objs(paths.NIMBUSES)
-        out = []
+        records: dict[str, NimbusRecord] = only_maps(self.state.children_objs(paths.NIMBUSES))
+        out: list[NimbusInfo] = []
         for nid, rec in sorted(records.items()):
-            if not isinstance(rec, dict):
-                continue
             # Wall clocks of the nimbus hosts are compared here (a few seconds of skew pass).
             age = time.time() - float(rec.get("beat") or 0)
             alive = nid == self.id or age < max(3 * self.monitor_every, 5.0)
-            out.append(dict(rec, id=nid, alive=alive, leader=nid == leader))
+            out.append({**rec, "id": nid, "alive": alive, "leader": nid == leader})
         return {"nimbuses": out, "leader": leader, "answered_by": self.id}
 
     # -- the periodic pass -----------------------------------------------------------
@@ -423,9 +454,9 @@ class Nimbus:
         now = time.time()
         sups = self.supervisors()
         assignments = self._assignments()
-        topologies = {k: v for k, v in self.state.children_objs(paths.TOPOLOGIES).items() if isinstance(v, dict)}
+        topologies = self._topologies()
         exported: dict[str, TopologyStats] = {}
-        exported_topologies: dict[str, dict[str, Any]] = {}
+        exported_topologies: dict[str, TopologyRecord] = {}
         for name, topo in topologies.items():
             status = topo.get("status")
             if status == KILLED:
@@ -451,7 +482,7 @@ class Nimbus:
             if self.exporter is not None:
                 exported[name] = self.topology_stats(name)
                 exported_topologies[name] = topo
-            lost = [w for w in a["workers"] if not sups.get(w["supervisor"], {}).get("alive")]
+            lost = [w for w in a["workers"] if w["supervisor"] not in sups or not sups[w["supervisor"]]["alive"]]
             if lost and time.monotonic() - self.started > self.sup_timeout:
                 log.warning("topology %s: supervisor(s) %s lost; rescheduling", name,
                             ", ".join(sorted({w["supervisor"] for w in lost})))
@@ -471,17 +502,22 @@ class Nimbus:
         self.exported_topologies = exported_topologies
         self.state.put_obj(paths.NIMBUS, self._record())
 
-    def _rebalance_step(self, topo: dict[str, Any], assignments: dict[str, dict[str, Any]],
-                        sups: dict[str, dict[str, Any]], now: float) -> None:
+    def _rebalance_step(self, topo: TopologyRecord, assignments: dict[str, Assignment],
+                        sups: dict[str, SupervisorInfo], now: float) -> None:
         name = topo["name"]
         rb = topo["rebalance"]
+        if rb["phase"] == "checkpoint":
+            # storm upgrade --rebalance: the workers go once the topology's checkpoint committed.
+            running = assignments.get(name)
+            self.upgrader.layout_checkpoint(topo, self._beats(name, topo, running) if running else {}, now)
+            return
         if rb["phase"] == "wait":
             if now < rb["at"]:
                 return
             # Stop every old worker before any new one starts: task ids and ports change.
             a = assignments.get(name)
             if a is not None:
-                a = dict(a, workers=[], endpoints=[], active=False, time=now)
+                a = {**a, "workers": [], "endpoints": [], "active": False, "time": now}
                 self.state.put_obj(paths.assignment(name), a)
                 assignments[name] = a
             rb["phase"] = "stopping"
@@ -494,20 +530,23 @@ class Nimbus:
                 self.conf["supervisor.monitor.frequency.secs"]) + 5
             if beats and now - float(rb["since"]) < limit:
                 return
-            topo.update({k: rb[k] for k in ("overrides", "parallelism", "fingerprint", "workers",
-                                             "components", "tasks", "shape") if k in rb})
+            topo["overrides"], topo["parallelism"], topo["fingerprint"] = rb["overrides"], rb["parallelism"], \
+                rb["fingerprint"]
+            topo["workers"], topo["components"], topo["tasks"] = rb["workers"], rb["components"], rb["tasks"]
+            topo["shape"] = rb.get("shape")
             topo["status"] = ACTIVE if rb.get("was_active") else INACTIVE
             del topo["rebalance"]
+            self.upgrader.finish_layout(topo, rb)  # storm upgrade --rebalance: the new code
             log.info("topology %s: rebalanced to %d worker(s)", name, topo["workers"])
             self.state.put_obj(paths.topology(name), topo)
             self._schedule(topo, None, sups, assignments)
 
     # -- requests -------------------------------------------------------------------
-    def op_ping(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_ping(self, msg: Mapping[str, Any]) -> PingAnswer:
         return {"version": __version__, "state": self.state.describe(), "pid": os.getpid(), "id": self.id,
                 "leading": self.election.leading(), "leader": self.election.leader()}
 
-    def op_submit(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_submit(self, msg: Mapping[str, Any]) -> SubmitAnswer:
         name, sha, archive, target = msg.get("name"), msg.get("sha256"), msg.get("archive"), msg.get("target")
         overrides = dict(msg.get("overrides") or {})
         if not isinstance(name, str) or not isinstance(sha, str) or not isinstance(archive, bytes) \
@@ -526,7 +565,7 @@ class Nimbus:
         if info["name"] != name:
             raise RequestError(f"the code builds a topology named '{info['name']}', not '{name}'")
         self.state.put_blob(paths.code(sha), archive)
-        topo = {
+        topo: TopologyRecord = {
             "name": name, "id": f"{name}-{time.time_ns():x}", "sha": sha, "target": target,
             "overrides": overrides, "parallelism": {}, "fingerprint": info["fingerprint"],
             "workers": info["workers"], "tasks": info["tasks"], "components": info["components"],
@@ -539,20 +578,18 @@ class Nimbus:
         return {"name": name, "id": topo["id"], "workers": topo["workers"], "tasks": topo["tasks"],
                 "scheduled": scheduled, "note": topo.get("note", ""), "state": self.state.describe()}
 
-    def op_list(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_list(self, msg: Mapping[str, Any]) -> ListAnswer:
         now = time.time()
-        out = []
+        out: list[TopologyRow] = []
         assignments = self._assignments()
-        for name, topo in self.state.children_objs(paths.TOPOLOGIES).items():
-            if not isinstance(topo, dict):
-                continue
-            a = assignments.get(name) or {}
-            beats = self._beats(name, topo, a)
+        for name, topo in self._topologies().items():
+            a = assignments.get(name)
+            beats = self._beats(name, topo, a) if a else {}
             running = sum(1 for b in beats.values() if b.get("status") == "running")
             errors = [b for b in beats.values() if b.get("fatal")]
             out.append({
                 "name": name, "id": topo["id"], "status": topo["status"], "workers": topo["workers"],
-                "assigned": len(a.get("workers") or []), "running": running, "tasks": topo["tasks"],
+                "assigned": len(a["workers"]) if a else 0, "running": running, "tasks": topo["tasks"],
                 "executors": sum(len(c["tasks"]) for c in topo["components"].values()),
                 "uptime": now - float(topo["submitted"]), "note": topo.get("note") or "",
                 "code_version": int(topo.get("code_version") or 1), "upgrade": progress(topo),
@@ -562,15 +599,16 @@ class Nimbus:
         return {"topologies": sorted(out, key=lambda t: t["name"]), "state": self.state.describe(),
                 "supervisors": sum(1 for s in sups.values() if s.get("alive")), "where": self.where(sups)}
 
-    def _beats(self, name: str, topo: Mapping[str, Any], a: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    def _beats(self, name: str, topo: TopologyRecord, a: Assignment) -> dict[int, WorkerBeat]:
         """Heartbeats of the workers of the current assignment."""
-        out = {}
-        for key, b in self.state.children_objs(paths.beats(name)).items():
-            if isinstance(b, dict) and b.get("topology_id") == topo["id"] and b.get("version") == a.get("version"):
+        out: dict[int, WorkerBeat] = {}
+        beats: dict[str, WorkerBeat] = only_maps(self.state.children_objs(paths.beats(name)))
+        for key, b in beats.items():
+            if b.get("topology_id") == topo["id"] and b.get("version") == a.get("version"):
                 out[int(key)] = b
         return out
 
-    def op_kill(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_kill(self, msg: Mapping[str, Any]) -> KillAnswer:
         topo = self._topology(msg.get("name"))
         wait = msg.get("wait")
         wait = float(topo.get("message_timeout") or 30) if wait is None else float(wait)
@@ -583,7 +621,7 @@ class Nimbus:
         log.info("topology %s killed; workers stop in %gs", topo["name"], wait)
         return {"name": topo["name"], "wait": wait}
 
-    def _activation(self, msg: Mapping[str, Any], active: bool) -> dict[str, Any]:
+    def _activation(self, msg: Mapping[str, Any], active: bool) -> StatusAnswer:
         topo = self._topology(msg.get("name"))
         if topo["status"] in (KILLED, REBALANCING):
             raise RequestError(f"topology '{topo['name']}' is {topo['status']}; it cannot be "
@@ -593,13 +631,13 @@ class Nimbus:
         self._set_active(topo["name"], active)
         return {"name": topo["name"], "status": topo["status"]}
 
-    def op_activate(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_activate(self, msg: Mapping[str, Any]) -> StatusAnswer:
         return self._activation(msg, True)
 
-    def op_deactivate(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_deactivate(self, msg: Mapping[str, Any]) -> StatusAnswer:
         return self._activation(msg, False)
 
-    def op_rebalance(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_rebalance(self, msg: Mapping[str, Any]) -> RebalanceAnswer:
         topo = self._topology(msg.get("name"))
         if topo["status"] in (KILLED, REBALANCING):
             raise RequestError(f"topology '{topo['name']}' is {topo['status']}; it cannot be rebalanced now")
@@ -632,7 +670,7 @@ class Nimbus:
         return {"name": topo["name"], "wait": wait, "workers": info["workers"],
                 "parallelism": {c: v["par"] for c, v in info["components"].items() if not v["system"]}}
 
-    def op_set_log_level(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_set_log_level(self, msg: Mapping[str, Any]) -> LogLevelsAnswer:
         """Set (with an optional timeout) or reset loggers' levels in every
         worker of a topology; supervisors pass the map on, no worker restarts."""
         topo = self._topology(msg.get("name"))
@@ -650,50 +688,52 @@ class Nimbus:
         log.info("topology %s: log levels %s", topo["name"], current(levels) or "reset")
         return {"name": topo["name"], "levels": levels}
 
-    def _put_log_levels(self, topo: dict[str, Any], levels: dict[str, LogLevel]) -> None:
+    def _put_log_levels(self, topo: TopologyRecord, levels: dict[str, LogLevel]) -> None:
         topo["log_levels"] = levels
         self.state.put_obj(paths.topology(topo["name"]), topo)
-        a = self.state.get_obj(paths.assignment(topo["name"]))
-        if isinstance(a, dict):
+        a = self._assignment(topo["name"])
+        if a is not None:
             a["log_levels"] = current(levels)
             self.state.put_obj(paths.assignment(topo["name"]), a)
 
-    def op_upgrade(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_upgrade(self, msg: Mapping[str, Any]) -> UpgradeAnswer:
         """Start a rolling upgrade of a running topology to new code (or, with
         dry_run, only say what it would do); RollingUpgrade takes it from there."""
         return self.upgrader.start(self._topology(msg.get("name")), msg)
 
-    def op_supervisors(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_supervisors(self, msg: Mapping[str, Any]) -> SupervisorsAnswer:
         sups = self.supervisors()
         used: dict[str, int] = {}
         for a in self._assignments().values():
             for w in a.get("workers") or []:
                 used[w["supervisor"]] = used.get(w["supervisor"], 0) + 1
-        return {"supervisors": [dict(s, id=sid, used=used.get(sid, 0)) for sid, s in sorted(sups.items())]}
+        return {"supervisors": [{**s, "id": sid, "used": used.get(sid, 0)} for sid, s in sorted(sups.items())]}
 
-    def op_info(self, msg: Mapping[str, Any]) -> dict[str, Any]:
+    def op_info(self, msg: Mapping[str, Any]) -> InfoAnswer:
         topo = self._topology(msg.get("name"))
-        a = self.state.get_obj(paths.assignment(topo["name"])) or {}
-        beats = self._beats(topo["name"], topo, a)
+        a = self._assignment(topo["name"])
+        beats = self._beats(topo["name"], topo, a) if a else {}
         history = self._record_metrics(topo["name"], topo, a, beats)
         sups = self.supervisors()
-        errors: list[dict[str, Any]] = []
+        errors: list[ErrorRecord] = []
         for b in beats.values():
             errors.extend(b.get("errors") or [])
-        n = len(a.get("workers") or [])
+        slots = a["workers"] if a else []
+        n = len(slots)
         task_worker = {t: (t - 1) % n for t in range(1, int(topo["tasks"]) + 1)} if n else {}
-        workers = []
-        for w in a.get("workers") or []:
-            b = beats.get(int(w["index"]), {})
+        workers: list[WorkerRow] = []
+        for w in slots:
+            beat = beats.get(int(w["index"]))
+            got: Any = beat if beat is not None else {}
             tasks = sorted(t for t, i in task_worker.items() if i == w["index"])
             comps = sorted({c for c, v in topo["components"].items() if set(v["tasks"]) & set(tasks)})
-            sup = sups.get(w["supervisor"], {})
-            workers.append(dict(w, tasks=tasks, components=comps, logs=sup.get("logs"),
-                                supervisor_alive=bool(sup.get("alive")), status=b.get("status", "unknown"),
-                                pid=b.get("pid"), restarts=b.get("restarts", 0), cpu=b.get("cpu"),
-                                rss=b.get("rss"), fatal=b.get("fatal", ""), uptime=b.get("uptime")))
+            sup = sups.get(w["supervisor"])
+            workers.append({**w, "tasks": tasks, "components": comps, "logs": sup.get("logs") if sup else None,
+                            "supervisor_alive": bool(sup and sup.get("alive")), "status": got.get("status", "unknown"),
+                            "pid": got.get("pid"), "restarts": got.get("restarts", 0), "cpu": got.get("cpu"),
+                            "rss": got.get("rss"), "fatal": got.get("fatal", ""), "uptime": got.get("uptime")})
         errors.sort(key=lambda e: e.get("time", 0))
-        return {"topology": topo, "assignment": a, "workers": workers, "errors": errors[-20:],
+        return {"topology": topo, "assignment": a or {}, "workers": workers, "errors": errors[-20:],
                 "components": component_stats(topo["components"], history, time.monotonic()),
                 "error_count": sum(int(b.get("error_count") or 0) for b in beats.values())}
 
@@ -713,11 +753,11 @@ class Nimbus:
                              "set storm.prometheus.port") from exc
         log.info("prometheus metrics on %s", self.exporter.url)
 
-    def _record_metrics(self, name: str, topo: Mapping[str, Any], a: Mapping[str, Any],
-                        beats: Mapping[int, Mapping[str, Any]]) -> MetricsHistory:
+    def _record_metrics(self, name: str, topo: TopologyRecord, a: Assignment | None,
+                        beats: Mapping[int, WorkerBeat]) -> MetricsHistory:
         """Add the workers' new reports to the topology's history (a new
         assignment version renumbers tasks and restarts every worker: a new history)."""
-        key = (topo.get("id"), a.get("version"))
+        key = (topo.get("id"), a.get("version") if a else None)
         entry = self.histories.get(name)
         if entry is None or entry[0] != key:
             entry = self.histories[name] = (key, MetricsHistory(), {})
@@ -735,14 +775,14 @@ class Nimbus:
 
     def topology_stats(self, name: str) -> TopologyStats:
         topo = self._topology(name)
-        a = self.state.get_obj(paths.assignment(topo["name"])) or {}
-        beats = self._beats(topo["name"], topo, a)
+        a = self._assignment(topo["name"])
+        beats = self._beats(topo["name"], topo, a) if a else {}
         history = self._record_metrics(topo["name"], topo, a, beats)
         workers = []
-        errors: list[dict[str, Any]] = []
+        errors: list[ErrorRecord] = []
         error_count = 0
-        for w in a.get("workers") or []:
-            b = beats.get(int(w["index"]), {})
+        for w in a["workers"] if a else []:
+            b: Any = beats.get(int(w["index"]), {})
             workers.append(WorkerStats(int(w["index"]), pid=int(b.get("pid") or 0), host=str(w.get("host") or ""),
                                        port=w.get("port"), uptime=b.get("uptime"),
                                        restarts=int(b.get("restarts") or 0), cpu=b.get("cpu"), rss=b.get("rss"),
@@ -777,8 +817,8 @@ class Nimbus:
         from .._trace import build_trees
 
         topo = self._topology(msg.get("name"))
-        a = self.state.get_obj(paths.assignment(topo["name"])) or {}
-        beats = self._beats(topo["name"], topo, a)
+        a = self._assignment(topo["name"])
+        beats = self._beats(topo["name"], topo, a) if a else {}
         events: list[Any] = []
         sample = 0.0
         problems: set[str] = set()
@@ -825,7 +865,7 @@ class Nimbus:
         return lag_families(rows)
 
 
-def _kafka_sources(topo: Mapping[str, Any]) -> dict[str, Any]:
+def _kafka_sources(topo: TopologyRecord) -> dict[str, Any]:
     """{component: Kafka source} of a stored topology's Kafka spouts (storm.daemon._code)."""
     return {c: v["kafka"] for c, v in (topo.get("components") or {}).items()
             if isinstance(v, dict) and v.get("kafka")}

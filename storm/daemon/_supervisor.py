@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import zmq
@@ -39,6 +39,16 @@ from .._trace import TraceStore
 from ._client import pack, unpack
 from ._code import resolve_target
 from ._code import unpack as unpack_code
+from ._records import (
+    Assignment,
+    ErrorRecord,
+    NimbusRecord,
+    SupervisorRecord,
+    WorkerBeat,
+    WorkerCode,
+    WorkerSlot,
+    only_maps,
+)
 from ._state import ClusterState, local_dir, open_state, paths
 from ._upgrade import code_of
 
@@ -80,13 +90,14 @@ class LocalWorker:
     failures: int = 0
     next_start: float = 0.0
     fatal: str = ""
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     backpressure: bool = False
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
     error_count: int = 0
     stop_deadline: float = 0.0
     active_sent: bool | None = None
     levels_sent: dict[str, str] | None = None  # the log-level map the worker was last told
+    checkpoint_sent: int = 0  # the last checkpoint request (storm upgrade) passed to the worker
     exit_code: int | None = None
     # topology.debug.sample: the worker's sampled tuple-tree events (bounded), its rate and problem.
     trace: TraceStore | None = None
@@ -165,7 +176,7 @@ class Supervisor:
         self.workers: dict[tuple[str, int], LocalWorker] = {}
         self.stopping: list[LocalWorker] = []
         self.procs: dict[int, psutil.Process] = {}
-        self.assignments: dict[str, dict[str, Any]] = {}
+        self.assignments: dict[str, Assignment] = {}
         self.beat = 0
         self.stop_requested = False
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
@@ -314,13 +325,12 @@ class Supervisor:
     # -- assignments ------------------------------------------------------------------
     def sync(self) -> None:
         """Make the workers on this host match the assignments."""
-        self.assignments = {k: v for k, v in self.state.children_objs(paths.ASSIGNMENTS).items()
-                            if isinstance(v, dict)}
-        desired: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.assignments = only_maps(self.state.children_objs(paths.ASSIGNMENTS))
+        desired: dict[tuple[str, int], tuple[Assignment, WorkerSlot]] = {}
         for name, a in self.assignments.items():
-            for w in a.get("workers") or []:
-                if w.get("supervisor") == self.id:
-                    desired[(name, int(w["index"]))] = (a, w)
+            for slot in a.get("workers") or []:
+                if slot.get("supervisor") == self.id:
+                    desired[(name, int(slot["index"]))] = (a, slot)
         for key, w in list(self.workers.items()):
             want = desired.get(key)
             if want is None or want[0]["id"] != w.topology_id or want[0]["version"] != w.version \
@@ -336,6 +346,11 @@ class Supervisor:
             if w.ready and w.levels_sent != levels and (levels or w.levels_sent):
                 self._send(w, ["log-level", levels])
                 w.levels_sent = levels
+            # storm upgrade asks the checkpoint spout (wherever it runs) for a checkpoint.
+            token = int(want[0].get("checkpoint") or 0)
+            if w.ready and token and w.checkpoint_sent != token:
+                self._send(w, ["checkpoint", token])
+                w.checkpoint_sent = token
         busy = {w.port for w in self.stopping} | {w.port for w in self.workers.values()}
         for key, (a, slot) in sorted(desired.items()):
             if key in self.workers:
@@ -369,7 +384,7 @@ class Supervisor:
             raise StormError(f"the code {sha[:12]} is not in the cluster state yet")
         return unpack_code(blob, sha, dest)
 
-    def launch(self, w: LocalWorker, a: Mapping[str, Any], code_dir: Path, code: Mapping[str, Any]) -> None:
+    def launch(self, w: LocalWorker, a: Assignment, code_dir: Path, code: WorkerCode) -> None:
         cwd = self.dir / "workers" / f"{w.topology}-{w.index}"
         cwd.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -383,7 +398,7 @@ class Supervisor:
             "--report", self.report_endpoint,
             "--fingerprint", code["fingerprint"],
             "--parent-pid", str(os.getpid()),
-            "--parallelism", json.dumps(a.get("parallelism") or {}),
+            "--parallelism", json.dumps(code.get("parallelism") or {}),
             "--orphan-timeout", str(float(self.conf["supervisor.worker.orphan.timeout.secs"])),
             "--log-file", w.log_path,
             "--log-max-bytes", str(int(self.conf["worker.log.max.bytes"])),
@@ -410,6 +425,7 @@ class Supervisor:
         w.exit_code = None
         w.active_sent = None
         w.levels_sent = None
+        w.checkpoint_sent = 0
         w.started = w.last_report = time.monotonic()
         log.info("topology %s: started worker %d (v%d) on port %d, pid %d", w.topology, w.index,
                  w.version, w.port, w.pid)
@@ -486,8 +502,7 @@ class Supervisor:
                     a = self.assignments.get(w.topology)
                     if a is None or a.get("version") != w.version:
                         continue  # sync() stops it
-                    slot: Mapping[str, Any] = next(
-                        (s for s in a.get("workers") or [] if int(s["index"]) == w.index), {})
+                    slot = next((s for s in a.get("workers") or [] if int(s["index"]) == w.index), None)
                     code = code_of(a, slot)
                     if w.code_version and code["code_version"] != w.code_version:
                         continue  # sync() stops it: an upgrade (or its rollback) moved it to other code
@@ -605,12 +620,13 @@ class Supervisor:
         except OSError:
             load = 0.0
         vm = psutil.virtual_memory()
-        self.state.put_obj(paths.supervisor(self.id), {
+        record: SupervisorRecord = {
             "id": self.id, "host": self.host, "hostname": socket.gethostname(), "ports": self.ports,
             "logs": self.logs_endpoint, "pid": os.getpid(), "beat": self.beat, "time": time.time(),
             "workers": len(self.workers), "cpus": psutil.cpu_count() or 1, "load": load,
             "mem_percent": vm.percent, "mem_total": vm.total,
-        })
+        }
+        self.state.put_obj(paths.supervisor(self.id), record)
         now = time.monotonic()
         self._watch_nimbus(now)
         for w in self.workers.values():
@@ -626,7 +642,7 @@ class Supervisor:
                         rss = proc.memory_info().rss
                 except psutil.Error:
                     pass
-            self.state.put_obj(paths.beat(w.topology, w.index), {
+            beat: WorkerBeat = {
                 "topology_id": w.topology_id, "version": w.version, "index": w.index,
                 "supervisor": self.id, "host": self.host, "port": w.port, "pid": w.pid,
                 "status": w.status, "uptime": now - w.started if w.status == "running" else 0.0,
@@ -634,21 +650,27 @@ class Supervisor:
                 "metrics": w.metrics, "errors": w.errors, "error_count": w.error_count,
                 "cpu": cpu, "rss": rss, "time": time.time(), "backpressure": w.backpressure,
                 "code_version": w.code_version,
-                **self._trace_beat(w),
-            })
+            }
+            if w.trace_sample:
+                # The trace part (nothing unless topology.debug.sample is set): nimbus's
+                # `trace` request assembles the trees from every worker's events.
+                beat["trace_sample"], beat["trace_error"] = w.trace_sample, w.trace_error
+                beat["trace"] = w.trace.events() if w.trace is not None else []
+            self.state.put_obj(paths.beat(w.topology, w.index), beat)
 
     def _watch_nimbus(self, now: float) -> None:
         """Warn (in the log, so on the terminal in the foreground) when no
         nimbus has beaten in this state for supervisor.nimbus.timeout.secs:
         the usual cause is a nimbus started on another cluster state."""
-        rec = self.state.get_obj(paths.NIMBUS)
-        marker = rec.get("beat") if isinstance(rec, dict) else None
+        got = self.state.get_obj(paths.NIMBUS)
+        rec = cast(NimbusRecord, got) if isinstance(got, dict) else None
+        marker = rec.get("beat") if rec is not None else None
         if marker is not None and marker != self.nimbus_seen[0]:
             self.nimbus_seen = (marker, now)
             if self.nimbus_missing:
                 self.nimbus_missing = False
-                log.info("nimbus %s:%s beats in the cluster state %s again", rec.get("host"), rec.get("port"),
-                         self.state.describe())
+                log.info("nimbus %s:%s beats in the cluster state %s again", rec.get("host") if rec else None,
+                         rec.get("port") if rec else None, self.state.describe())
             return
         if not self.nimbus_missing and now - self.nimbus_seen[1] > self.nimbus_timeout:
             self.nimbus_missing = True
@@ -658,15 +680,6 @@ class Supervisor:
                 "give nimbus and every supervisor the same storm.zookeeper.servers/storm.zookeeper.root, "
                 "or the same storm.cluster.state.sqlite (or storm.local.dir)",
                 self.state.describe(), self.nimbus_timeout)
-
-    @staticmethod
-    def _trace_beat(w: LocalWorker) -> dict[str, Any]:
-        """The trace part of a worker's beat (nothing unless topology.debug.sample is set):
-        nimbus's `trace` request assembles the trees from every worker's events."""
-        if not w.trace_sample:
-            return {}
-        return {"trace_sample": w.trace_sample, "trace_error": w.trace_error,
-                "trace": w.trace.events() if w.trace is not None else []}
 
     # -- surviving our own restart ----------------------------------------------------------
     def _save(self) -> None:

@@ -165,7 +165,7 @@ def operating_commands() -> list[list[str]]:
 @pytest.mark.timeout(150)
 def test_the_readme_operating_commands_run(tmp_path: Path) -> None:
     commands = operating_commands()
-    assert [c[0] for c in commands] == ["nimbuses", "upgrade", "upgrade", "set-log-level", "set-log-level"]
+    assert [c[0] for c in commands] == ["nimbuses", "upgrade", "upgrade", "upgrade", "set-log-level", "set-log-level"]
     with Daemons(tmp_path, {"nimbus.upgrade.healthy.secs": 1.0}) as d:
         d.start_nimbus()
         d.start_supervisor("sup", slots=3)

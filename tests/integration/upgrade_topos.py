@@ -98,3 +98,60 @@ class CountingRenamed(Topology):
     numbers = NumberSpout.spec()
     count = Count.spec(inputs={numbers: Grouping.SHUFFLE}, par=2, checkpoints=checkpoint)
     sink = Record.spec(inputs=[count])
+
+
+# -- the forced checkpoint: a checkpoint interval so long that only the checkpoint
+# `storm upgrade` asks for before it stops a worker saves the state (no periodic
+# checkpoint comes in the test's lifetime, so no input is acked without it).
+SLOW = {
+    "topology.workers": 2,
+    "topology.state.checkpoint.interval.ms": 600_000.0,
+    "topology.message.timeout.secs": 1300.0,
+    "topology.state.checkpoint.timeout.secs": 3.0,
+    "topology.max.spout.pending": 5000,
+}
+
+
+class CountNeverCommits(Count):
+    """Every prepare fails: the topology can never commit a checkpoint."""
+
+    def pre_commit(self, txid: int) -> None:
+        raise RuntimeError("this count cannot save its state (upgrade test)")
+
+
+class SlowV1(Topology):
+    config = SLOW
+    checkpoint = CheckpointSpout.spec()
+    numbers = NumberSpout.spec()
+    count = Count.spec(inputs={numbers: Grouping.fields("n")}, par=2, checkpoints=checkpoint)
+    record = Record.spec(inputs=[count])
+
+
+class SlowV2(Topology):
+    config = SLOW
+    checkpoint = CheckpointSpout.spec()
+    numbers = NumberSpout.spec()
+    count = CountV2.spec(inputs={numbers: Grouping.fields("n")}, par=2, checkpoints=checkpoint)
+    record = Record.spec(inputs=[count])
+
+
+class SlowStuck(Topology):
+    config = SLOW
+    checkpoint = CheckpointSpout.spec()
+    numbers = NumberSpout.spec()
+    count = CountNeverCommits.spec(inputs={numbers: Grouping.fields("n")}, par=2, checkpoints=checkpoint)
+    record = Record.spec(inputs=[count])
+
+
+class Relaid(Topology):
+    """SlowV1's layout changed (`storm upgrade --rebalance`): `audit` is new and
+    sorts first, so every other component's task ids move up by one; `record`
+    is renamed `sink`. `count` keeps its name, so its state; checkpoints come
+    every 200 ms again."""
+
+    config = {**SLOW, "topology.state.checkpoint.interval.ms": 200.0}
+    checkpoint = CheckpointSpout.spec()
+    numbers = NumberSpout.spec()
+    count = CountV2.spec(inputs={numbers: Grouping.fields("n")}, par=2, checkpoints=checkpoint)
+    sink = Record.spec(inputs=[count])
+    audit = Record.spec(inputs=[count])
