@@ -163,7 +163,8 @@ def test_malformed_trees_are_dropped(trees: Any) -> None:
 
 @pytest.mark.parametrize("msg, ok", [
     (["activate"], True), (["deactivate"], True), (["stop"], True),
-    (["parent", 123], True), (["throttle", 1, True], True),
+    (["parent", 123], True), (["throttle", 1, True], True), (["checkpoint", 3], True),
+    (["checkpoint", "3"], False), (["checkpoint"], False),
     (["parent", "123"], False), (["parent"], False), (["throttle", 1, 1], False),
     (["throttle", "a", True], False), (["explode"], False), ([], False), ("stop", False),
     ({"kind": "stop"}, False), (None, False), ([1, 2], False), (["stop", 1], False),
