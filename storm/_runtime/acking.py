@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AckTracker",
     "AckerBolt",
+    "AckerTrees",
     "Ids",
     "RotatingMap",
     "anchor",
@@ -142,39 +143,19 @@ class RotatingMap:
             yield from b.items()
 
 
-class AckerBolt(Bolt):
-    """Tracks each tuple tree as root -> [xor, spout task, failed]. The tree is
-    complete when the XOR of every edge id seen (each once when created, once when
-    acked) returns to 0 after the spout's init arrived; acks may arrive first.
+class AckerTrees:
+    """The trees one acker task tracks, as root -> [xor, spout task, failed] in
+    a RotatingMap. A tree is complete when the XOR of every edge id seen (each
+    once when created, once when acked) returns to 0 after the spout's init
+    arrived; acks may arrive first.
 
-    Results go to `on_result(spout_task, root, ok)`: a worker binds a direct
-    delivery there when the task starts; unbound, they are emitted on the
-    result stream (what a test of this bolt alone sees)."""
+    A plain class of the core (compiled, so the worker's folds into it are
+    direct calls); `AckerBolt` is the bolt around it. Results go to
+    `on_result(spout_task, root, ok)`."""
 
-    on_result: Callable[[int, Any, bool], None] | None = None
-
-    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+    def __init__(self, on_result: Callable[[int, Any, bool], None]) -> None:
         self.pending = RotatingMap()
-        self.timeouts = bool(conf.get("topology.enable.message.timeouts", True))
-
-    def execute(self, tup: Tuple) -> None:
-        stream = tup.meta.stream
-        values = tup.values
-        if stream == ACK_ACK:
-            self.fold(values[0], values[1], 0)
-        elif stream == ACK_INIT:
-            self.fold(values[0], values[1], values[2])
-        elif stream == ACK_FAIL:
-            root = values[0]
-            pending = self.pending
-            entry = pending.get(root)
-            if entry is None:
-                pending.put(root, [0, 0, True])
-                return
-            entry[2] = True
-            if entry[1]:
-                pending.pop(root)
-                self.send_result(entry[1], root, False)
+        self.on_result = on_result
 
     def fold(self, root: Any, value: Any, spout_task: int) -> None:
         """XOR `value` into tree `root`; `spout_task` is non-zero for the init
@@ -196,25 +177,71 @@ class AckerBolt(Bolt):
         if task:
             if entry[2]:
                 pending.pop(root)
-                self.send_result(task, root, False)
+                self.on_result(task, root, False)
             elif entry[0] == 0:
                 pending.pop(root)
-                self.send_result(task, root, True)
+                self.on_result(task, root, True)
 
-    def send_result(self, spout_task: int, root: Any, ok: bool) -> None:
-        """Tell the spout task how its tree ended."""
-        on_result = self.on_result
-        if on_result is not None:
-            on_result(spout_task, root, ok)
-        else:
-            self.emit([root, ok], stream=ACK_RESULT, direct_task=spout_task)
-
-    def process_tick(self, tup: Tuple) -> None:
-        if not self.timeouts:
+    def fail(self, root: Any) -> None:
+        """A bolt failed a tuple of tree `root`: the tree fails (now, or when
+        its init arrives)."""
+        pending = self.pending
+        entry = pending.get(root)
+        if entry is None:
+            pending.put(root, [0, 0, True])
             return
+        entry[2] = True
+        if entry[1]:
+            pending.pop(root)
+            self.on_result(entry[1], root, False)
+
+    def expire(self) -> None:
+        """Rotate the timeouts: the trees in the oldest bucket fail."""
         for root, entry in self.pending.rotate().items():
             if entry[1]:
-                self.send_result(entry[1], root, False)
+                self.on_result(entry[1], root, False)
+
+
+class AckerBolt(Bolt):
+    """The `__acker` system bolt: acks, inits and fails arrive as tuples and
+    fold into its `AckerTrees`; ticks rotate the timeouts.
+
+    Results go to `trees.on_result`: a worker binds a direct delivery there
+    when the task starts; unbound, they are emitted on the result stream (what
+    a test of this bolt alone sees)."""
+
+    def __init__(self) -> None:
+        self.trees = AckerTrees(self.send_result)
+        self.timeouts = True
+
+    @property
+    def pending(self) -> RotatingMap:
+        return self.trees.pending
+
+    def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
+        self.timeouts = bool(conf.get("topology.enable.message.timeouts", True))
+
+    def execute(self, tup: Tuple) -> None:
+        stream = tup.meta.stream
+        values = tup.values
+        if stream == ACK_ACK:
+            self.trees.fold(values[0], values[1], 0)
+        elif stream == ACK_INIT:
+            self.trees.fold(values[0], values[1], values[2])
+        elif stream == ACK_FAIL:
+            self.trees.fail(values[0])
+
+    def fold(self, root: Any, value: Any, spout_task: int) -> None:
+        """AckerTrees.fold (what a test of this bolt alone calls)."""
+        self.trees.fold(root, value, spout_task)
+
+    def send_result(self, spout_task: int, root: Any, ok: bool) -> None:
+        """Tell the spout task how its tree ended (unbound: on the result stream)."""
+        self.emit([root, ok], stream=ACK_RESULT, direct_task=spout_task)
+
+    def process_tick(self, tup: Tuple) -> None:
+        if self.timeouts:
+            self.trees.expire()
 
 
 class AckTracker:
@@ -232,7 +259,8 @@ class AckTracker:
         self.ids = ids
         self.pending: dict[Any, Any] = {}  # root -> folded value since the last flush
         self.inits: dict[Any, int] = {}  # root -> spout task, init not sent yet
-        self.local_ackers: dict[int, Any] = {}  # acker task -> (executor, AckerBolt)
+        # acker task of this worker -> (its executor's stats, its trees)
+        self.local_ackers: dict[int, tuple[Any, AckerTrees]] = {}
         self.deliver: Callable[[int, list[Any], int, int], None] | None = None
         self.finish: Callable[[int, Any, bool], None] | None = None
         # Any local task that declares the ack stream carries folded acks (the
@@ -334,9 +362,9 @@ class AckTracker:
             local = local_ackers.get(acker)
             if local is not None:
                 # The tree's acker lives here: fold directly, no tuple, no queue.
-                ex, bolt = local
-                bolt.fold(root, value, spout_task)
-                ex.stats.executed += 1
+                stats, trees = local
+                trees.fold(root, value, spout_task)
+                stats.executed += 1
             elif spout_task:
                 deliver(acker, [root, value, spout_task], self.init_sids[spout_task], spout_task)
             else:

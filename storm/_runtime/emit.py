@@ -62,8 +62,8 @@ class Delivery:
 
     __slots__ = ("tasks", "local", "box", "rvals", "rroots", "w")
 
-    def __init__(self, tasks: Sequence[int], local: Any, box: Any, rvals: Any, rroots: Any,
-                 w: int) -> None:
+    def __init__(self, tasks: Sequence[int], local: Any, box: list[Any], rvals: list[Any],
+                 rroots: list[Any], w: int) -> None:
         self.tasks = tasks
         self.local = local
         self.box = box
@@ -132,9 +132,11 @@ class Collector:
         t = tasks[0]
         local: Any = self.local_get(t)
         if local is not None:
-            return Delivery(tasks, local, None, None, None, 0)
-        box = self.outbox.group(t, self.me, d.meta.sid, PLAIN)[3]
-        rvals = rroots = None
+            return Delivery(tasks, local, [], [], [], 0)
+        box: list[Any] = self.outbox.group(t, self.me, d.meta.sid, PLAIN)[3]
+        # Typed lists, so the appends below are direct (the unused ones stay empty).
+        rvals: list[Any] = []
+        rroots: list[Any] = []
         if self.acking:
             g = self.outbox.group(t, self.me, d.meta.sid, ONE_TREE)
             rvals, rroots = g[3], g[4]

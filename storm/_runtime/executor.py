@@ -133,7 +133,7 @@ class BoltExecutor(Executor):
         self.probed = type(inst).ack is Bolt.ack
         self.collector: BoltCollector | None = None
         if isinstance(inst, AckerBolt):
-            inst.on_result = self._acker_result
+            inst.trees.on_result = self._acker_result
 
     def _acker_result(self, spout_task: int, root: Any, ok: bool) -> None:
         """The acker's result goes straight to a local spout, else over its stream

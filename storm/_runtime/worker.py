@@ -87,6 +87,7 @@ class Worker:
                     self.bolts.append(ex)
                 self.executors[t] = ex
                 self.inboxes[t] = ex.inbox
+        self.spout_tasks: dict[int, SpoutExecutor] = {sp.task_id: sp for sp in self.spouts}
         self._local_inbox_get = self.inboxes.get
         self.local_append = {t: ib.append for t, ib in self.inboxes.items()}
         self._wire_tracker()
@@ -98,7 +99,7 @@ class Worker:
         tr = self.tracker
         tr.deliver = self._deliver_system
         tr.finish = self._finish
-        tr.local_ackers = {ex.task_id: (ex, ex.instance) for ex in self.bolts
+        tr.local_ackers = {ex.task_id: (ex.stats, ex.instance.trees) for ex in self.bolts
                            if ex.cdef.system and ex.component == ACKER}
         for ex in self.executors.values():
             tr.fail_sids[ex.task_id] = ex.fail_sid
@@ -131,13 +132,13 @@ class Worker:
         self.deliver(task, values, sid, src)
 
     def _finish(self, spout_task: int, root: Any, ok: bool) -> None:
-        self.executors[spout_task].finish(root, ok)  # type: ignore[attr-defined]
+        self.spout_tasks[spout_task].finish(root, ok)
 
     def send_result(self, spout_task: int, root: Any, ok: bool, sid: int, src: int) -> None:
         """An acker's result: straight to a local spout, else over the result stream."""
-        spout = self.executors.get(spout_task)
+        spout = self.spout_tasks.get(spout_task)
         if spout is not None:
-            spout.finish(root, ok)  # type: ignore[attr-defined]
+            spout.finish(root, ok)
         else:
             self.deliver(spout_task, [root, ok], sid, src)
 
