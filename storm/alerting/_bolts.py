@@ -20,7 +20,7 @@ from .._context import TopologyContext
 from .._tuple import Tuple
 from ..stateful import KeyValueState, StatefulBolt
 from ..windowing import Watermarks
-from ._engine import FIRING, Alert, RuleEngine, StateSize
+from ._engine import FIRING, Alert, RuleEngine, StateSize, same_definition
 from ._reload import FileWatch, RulesWatcher, load_for_task, remove_status, write_status
 from ._rules import RuleError, RuleSet, load_rules
 from ._silences import SilenceError, SilenceSet, load_silences, silences_path
@@ -52,14 +52,17 @@ def rules_from_conf(conf: Mapping[str, Any], default: RuleSet | None = None) -> 
 
 
 def rules_changes(old: RuleSet, new: RuleSet) -> str:
-    """``added a; changed b; removed c`` between two rule sets (for the log)."""
+    """``added: a; changed: b; removed: c`` between two rule sets (for the log);
+    a rule whose filter, key and condition stayed is "updated, state kept"."""
     before, after = old.by_name(), new.by_name()
     parts = []
+    edited = [n for n in after if n in before and before[n] != after[n]]
     for label, names in (("added", [n for n in after if n not in before]),
-                         ("changed", [n for n in after if n in before and before[n] != after[n]]),
+                         ("changed", [n for n in edited if not same_definition(before[n], after[n])]),
+                         ("updated (state kept)", [n for n in edited if same_definition(before[n], after[n])]),
                          ("removed", [n for n in before if n not in after])):
         if names:
-            parts.append(f"{label} {', '.join(names)}")
+            parts.append(f"{label}: {', '.join(names)}")
     if (old.time_field, old.lag) != (new.time_field, new.lag):
         parts.append(f"time_field {new.time_field}, lag {new.lag:g}")
     return "; ".join(parts) or "no rule changed"
@@ -97,8 +100,12 @@ class _RulesFile:
         return found.rules
 
     def reject(self, errors: list[str], outcome: str) -> None:
+        # The errors first, naming the file by its name: the dashboard shows
+        # the start of the line; the log has the whole of it.
+        assert self.path is not None
+        shown = [e.replace(str(self.path), self.path.name) for e in errors]
         self.bolt.report_error(RuleError(
-            f"rules file '{self.path}' rejected ({outcome}): " + "; ".join(errors)))
+            "; ".join(shown) + f" -- edit of {self.path} rejected, {outcome}"))
 
 
 class RuleMatchBolt(Bolt):

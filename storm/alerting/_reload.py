@@ -95,6 +95,20 @@ def load_for_task(path: str | Path) -> tuple[RuleSet, list[str]]:
     raise RuleError("; ".join(errors))
 
 
+def running_rules(path: str | Path) -> tuple[RuleSet | None, list[str]]:
+    """The rules a running topology runs, as far as the files tell: the file's,
+    else (it holds a bad edit) the last good ones, with the file's errors."""
+    p = Path(path)
+    rules, errors = check_rules_file(p)
+    if rules is not None:
+        return rules, []
+    try:
+        good, _ = check_rules_text((state_dir(p) / LAST_GOOD).read_text(), str(p))
+    except OSError:
+        good = None
+    return good, errors
+
+
 def _save_last_good(path: Path) -> None:
     try:
         text = path.read_text()

@@ -26,7 +26,7 @@ from .._config import parse_overrides
 from .._errors import StormError
 from .._registry import running_local
 from ..alerting import RULES_KEY
-from ..alerting._reload import read_status
+from ..alerting._reload import read_status, running_rules
 from ..alerting._rules import check_rules_file
 from ..alerting._silences import add_silence, load_silences, parse_duration, silences_path
 from ..alerting._topology import SINKS_KEY, SOURCES_KEY, TARGET, default_name
@@ -190,7 +190,7 @@ def silence(
     try:
         seconds = parse_duration(for_)
         path, _ = _find_rules(rules, name)
-        ruleset, errors = check_rules_file(path)
+        ruleset, errors = running_rules(path)
         if ruleset is None:
             raise StormError("; ".join(errors))
         rule, sep, key = target.partition("/")
@@ -218,7 +218,7 @@ def list_(
     console = _console()
     try:
         path, topo = _find_rules(rules, name)
-        ruleset, errors = check_rules_file(path)
+        ruleset, errors = running_rules(path)
         silences = [s for s in load_silences(silences_path(path)) if s.until > time.time()]
     except StormError as exc:
         raise fail(str(exc)) from None
@@ -232,7 +232,7 @@ def list_(
     if not status:
         console.print(Text(f"no evaluator status yet in {path.parent} (is '{topo}' running?)", style="yellow"),
                       soft_wrap=True)
-    if ruleset is None:
+    if errors:
         console.print(Text("the rules file does not check (the topology runs its last good rules): "
                            + "; ".join(errors), style="red"), soft_wrap=True)
     firing: dict[str, list[tuple[str, bool]]] = {}
