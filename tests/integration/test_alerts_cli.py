@@ -176,3 +176,60 @@ def test_alerts_run_hot_reload_silence_and_list(tmp_path: Path) -> None:
     assert "reloaded: added: cpu_low" in text
     assert "reloaded: updated (state kept): cpu_high; removed: cpu_low" in text
     assert "reloaded: changed: cpu_high" in text
+
+
+@pytest.mark.timeout(150)
+def test_alerts_submit_runs_on_a_cluster_and_reloads(tmp_path: Path) -> None:
+    from daemon_topos_harness import Daemons
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    events_file, out_file = tmp_path / "app.jsonl", tmp_path / "alerts.jsonl"
+    events_file.touch()
+    events = Events(events_file)
+    events.start()
+    try:
+        with Daemons(tmp_path / "cluster") as d:
+            d.start_nimbus()
+            d.start_supervisor("sup1", slots=2)
+            r = d.storm("alerts", "submit", str(rules), "--source", f"tail://{events_file}",
+                        "--sink", f"file://{out_file}", "--workers", "2")
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert "submitted topology 'alerts-rules': 2 worker(s)" in r.stdout
+            d.wait_running("alerts-rules", 2)
+            wait_until(lambda: changes(out_file, "cpu_high", "h1"), "cpu_high fires for h1 on the cluster", 60,
+                       d.diagnostics)
+            # The cluster's workers watch the same file: an added rule applies without a restart.
+            rules.write_text(RULES + CPU_LOW)
+            wait_until(lambda: changes(out_file, "cpu_low", "h2"), "the added rule fires on the cluster", 40,
+                       d.diagnostics)
+            assert [s for s, _ in changes(out_file, "cpu_high", "h1")] == ["firing"]
+            listed = storm("alerts", "list", "alerts-rules", "--rules", str(rules), cwd=tmp_path)
+            assert re.search(r"cpu_low\s+warning\s+h2, h3, h4", listed.stdout), listed.stdout + listed.stderr
+            assert d.storm("kill", "alerts-rules", "-w", "0").returncode == 0
+    finally:
+        events.stop.set()
+
+
+def test_alerts_check_and_bad_urls_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RULES.replace("window: 2", "window: -2") + "  - name: cpu_high\n    condition: {kind: nope}\n")
+    r = storm("alerts", "check", str(bad), cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.splitlines() == [
+        f"error: {bad}:6: rule 'cpu_high': condition field 'window' must be > 0, got -2",
+        f"error: {bad}:8: rule 'cpu_high': condition field 'kind' must be one of threshold, rate_of_change, "
+        "absence, anomaly, sequence, got 'nope'",
+    ]
+    good = tmp_path / "rules.yaml"
+    good.write_text(RULES)
+    r = storm("alerts", "check", str(good), cwd=tmp_path)
+    assert r.returncode == 0 and f"ok: {good}: 1 rule(s) valid: cpu_high" in r.stdout, r.stdout + r.stderr
+    r = storm("alerts", "run", str(good), "--source", "ftp://x/y", "-d", "1", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "error: --source 'ftp://x/y': unknown scheme 'ftp'; the sources are: tail:///path/app.jsonl" in r.stderr
+    r = storm("alerts", "run", str(good), "--source", "tail:app.jsonl", "--sink", "http://127.0.0.1:9/x", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "error: --sink 'http://127.0.0.1:9/x': a webhook sink is written webhook+http://" in r.stderr
+    r = storm("alerts", "run", str(bad), "--source", "tail:app.jsonl", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 2, r.stderr
