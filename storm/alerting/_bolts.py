@@ -218,6 +218,9 @@ class RuleEvalBolt(Bolt):
         self.muted = 0  # alert changes a silence kept from the sinks
         self._muted_ids: set[str] = set()
         self._resolved: dict[str, dict[str, float]] = {}  # rule -> key -> when (the newest few)
+        # rule -> keys firing now, kept from the alert changes (a status costs
+        # what changed, not a scan of every key)
+        self._firing: dict[str, set[str]] = {}
         self.silences = SilenceSet()
         self._silence_watch: FileWatch | None = None
         self._status_at = 0.0
@@ -307,7 +310,11 @@ class RuleEvalBolt(Bolt):
         anchors = [anchor] if anchor is not None else None
         silences = self.silences
         for a in alerts:
-            if a.state != FIRING:
+            if a.state == FIRING:
+                if not a.events:  # a sequence match fires once and never resolves: not "firing"
+                    self._firing.setdefault(a.rule, set()).add(a.key)
+            else:
+                self._firing.get(a.rule, set()).discard(a.key)
                 resolved = self._resolved.setdefault(a.rule, {})
                 resolved.pop(a.key, None)
                 resolved[a.key] = a.ts
@@ -329,12 +336,12 @@ class RuleEvalBolt(Bolt):
         (and whether a silence mutes them) and the keys resolved lately."""
         now = time.time() if now is None else now
         rules: dict[str, dict[str, Any]] = {r.name: {"firing": [], "resolved": {}} for r in self.ruleset.rules}
-        for rule, key in self.engine.firing():
+        for rule, keys in self._firing.items():
             if rule in rules:
-                rules[rule]["firing"].append([key, self.silences.mutes(rule, key, now)])
-        for rule, keys in self._resolved.items():
+                rules[rule]["firing"] = [[k, self.silences.mutes(rule, k, now)] for k in sorted(keys)]
+        for rule, when in self._resolved.items():
             if rule in rules:
-                rules[rule]["resolved"] = dict(keys)
+                rules[rule]["resolved"] = dict(when)
         wm = self.engine.watermark
         return {"topology": self.topology, "task": self.task, "updated": now,
                 "watermark": wm if math.isfinite(wm) else None, "rules": rules,
@@ -380,6 +387,7 @@ class StatefulRuleEvalBolt(StatefulBolt, RuleEvalBolt):
         # snapshot alone, event time included (the watermark of the snapshot).
         self.engine = RuleEngine(self.ruleset)
         self.watermarks = Watermarks(self._mark_tasks, self.ruleset.lag)
+        self._firing, self._muted_ids = {}, set()
         snap = state.get(self.STATE_KEY)
         if snap:
             # A rule whose definition changed since the snapshot (an edit of the
@@ -391,6 +399,8 @@ class StatefulRuleEvalBolt(StatefulBolt, RuleEvalBolt):
                                           if saved_defs.get(n) == now_defs.get(n)}}
             self._muted_ids = set(snap.get("muted") or [])
             self.engine.restore(snap)
+            for rule, key in self.engine.firing():
+                self._firing.setdefault(rule, set()).add(key)
             self.watermarks.current = self.engine.watermark
             self.restored = True
         else:
