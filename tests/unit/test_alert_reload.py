@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from storm.alerting import RuleEngine, parse_rules
+from storm import Grouping, Spout, Topology
+from storm.alerting import WATERMARK_STREAM, RuleEngine, RuleEvalBolt, RuleMatchBolt, parse_rules
 from storm.alerting._reload import LAST_GOOD, RulesWatcher, load_for_task, running_rules, state_dir
 from storm.alerting._rules import RuleError, check_rules_text
 from storm.alerting._silences import (
@@ -26,6 +28,7 @@ from storm.alerting._urls import UrlError, sink_spec, source_spec
 from storm.kafka import KafkaSpout
 from storm.sinks import FileSink, RedisSink, StdoutSink, WebhookSink
 from storm.sources import HttpSpout, RedisStreamSpout, TailSpout
+from storm.testing import TestTopology
 
 HIGH = {"name": "high", "key": "host", "filter": {"metric": "cpu"},
         "condition": {"kind": "threshold", "aggregate": "avg", "field": "v", "window": 10, "op": ">", "value": 90}}
@@ -243,3 +246,87 @@ def test_the_alerts_topology_from_its_config(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(RULES.replace("for: 5", "for: 0"))
     with pytest.raises(RuleError, match=r"bad.yaml:3: rule 'x': condition field 'for' must be > 0"):
         alerts_topology({"alerting.rules": str(tmp_path / "bad.yaml"), "alerting.sources": ["stdout:"]})
+
+
+# -- the bolts, in one process: reload at a tick, an unknown rule, silences -----------------------
+class _Events(Spout):
+    outputs = ["event"]
+
+
+class _InProcess(Topology):
+    events = _Events.spec()
+    match = RuleMatchBolt.spec(inputs=[events], config={"topology.tick.tuple.freq.secs": 1})
+    evaluate = RuleEvalBolt.spec(inputs={match: Grouping.fields("rule", "key"),
+                                         match[WATERMARK_STREAM]: Grouping.all()},
+                                 config={"topology.tick.tuple.freq.secs": 1})
+
+
+THRESHOLD = """rules:
+  - name: hot
+    key: host
+    condition: {kind: threshold, aggregate: avg, field: v, window: 10, op: ">", value: 90}
+"""
+COUNT = """  - name: many
+    key: host
+    condition: {kind: threshold, aggregate: count, window: 10, op: ">=", value: 3}
+"""
+
+
+def cpu(t0: int, t1: int, value: float, host: str = "h1") -> list[list[Any]]:
+    return [[{"ts": float(t), "host": host, "v": value}] for t in range(t0, t1)]
+
+
+def both(t0: int, t1: int, h1: float, h2: float) -> list[list[Any]]:
+    """Events of h1 and h2 in event-time order (the watermark follows the newest)."""
+    return [row for t in range(t0, t1) for row in cpu(t, t + 1, h1, "h1") + cpu(t, t + 1, h2, "h2")]
+
+
+def changes_of(t: TestTopology) -> list[tuple[str, str, str]]:
+    return [(row[1], row[2], row[3]) for row in t.result.emitted("evaluate")]
+
+
+def test_bolts_apply_an_edit_at_a_tick_and_an_unknown_rule_at_once(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(THRESHOLD)
+    with TestTopology(_InProcess, inputs={"events": []}, config={"alerting.rules": str(rules)}) as t:
+        t.feed("events", cpu(0, 11, 95.0))
+        t.run()
+        assert changes_of(t) == [("hot", "h1", "firing")]
+        edit(rules, THRESHOLD + COUNT)
+        t.tick("match")  # only the match task has looked: the evaluator learns 'many' from an observation
+        t.feed("events", cpu(11, 21, 95.0))
+        t.run()
+        assert changes_of(t) == [("hot", "h1", "firing"), ("many", "h1", "firing")]
+        assert t.result.errors == []
+        edit(rules, THRESHOLD.replace('op: ">"', 'op: "=>"'))
+        t.tick()
+        assert [e.component for e in t.result.errors] == ["match", "evaluate"]
+        assert "rules.yaml:4: rule 'hot': condition field 'op' must be one of" in str(t.result.errors[0])
+        assert "rejected, the running rules stay as they were" in str(t.result.errors[1])
+        t.feed("events", cpu(21, 31, 10.0))
+        t.run()  # both rules still run: 'hot' resolves on its own, 'many' keeps firing
+        assert changes_of(t)[2:] == [("hot", "h1", "resolved")]
+
+
+def test_silences_mute_notifications_not_state(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(THRESHOLD)
+    with TestTopology(_InProcess, inputs={"events": []}, config={"alerting.rules": str(rules)}) as t:
+        t.feed("events", cpu(0, 11, 95.0, "h1"))
+        t.run()
+        assert changes_of(t) == [("hot", "h1", "firing")]
+        add_silence(rules, ["hot"], "hot", None, 600)  # every key of 'hot'
+        t.tick()
+        t.feed("events", both(11, 21, 10.0, 95.0))
+        t.run()
+        # h2 fires and h1 resolves in the engine; neither is sent.
+        assert changes_of(t) == [("hot", "h1", "firing")]
+        ev = t.result.instances("evaluate")[0]
+        assert ev.status()["rules"]["hot"]["firing"] == [["h2", True]] and ev.muted == 2
+        silences_path(rules).unlink()
+        t.tick()
+        t.feed("events", both(21, 41, 95.0, 10.0))
+        t.run()
+        # The silence is over: h1 fires again (sent); h2's resolve ends a muted firing (not sent).
+        assert changes_of(t) == [("hot", "h1", "firing"), ("hot", "h1", "firing")]
+        assert ev.status()["rules"]["hot"]["firing"] == [["h1", False]]
