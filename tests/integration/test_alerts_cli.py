@@ -233,3 +233,68 @@ def test_alerts_check_and_bad_urls_exit_2(tmp_path: Path) -> None:
     assert "error: --sink 'http://127.0.0.1:9/x': a webhook sink is written webhook+http://" in r.stderr
     r = storm("alerts", "run", str(bad), "--source", "tail:app.jsonl", cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 2, r.stderr
+
+
+@pytest.mark.timeout(90)
+def test_alerts_run_http_source_to_a_webhook(tmp_path: Path) -> None:
+    """--source http://127.0.0.1:PORT takes POSTs; --sink webhook+http://... POSTs the alerts."""
+    import http.server
+    import urllib.error
+    import urllib.request
+
+    from daemon_topos_harness import free_ports
+
+    received: list[dict[str, Any]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            received.extend(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    (tmp_path / "rules.yaml").write_text(RULES)
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(
+        [STORM, "alerts", "run", "rules.yaml", "--source", f"http://127.0.0.1:{port}",
+         "--sink", f"webhook+http://127.0.0.1:{hook.server_address[1]}/alerts", "-d", "60"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    out: list[str] = []
+    threading.Thread(target=lambda: out.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    stop = threading.Event()
+
+    def post() -> None:
+        while not stop.wait(0.1):
+            now = time.time()
+            body = "\n".join(json.dumps({"ts": now, "host": h, "metric": "cpu", "value": v})
+                             for h, v in (("h1", 95.0), ("h2", 10.0))).encode()
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}", data=body), timeout=5)
+            except (urllib.error.URLError, OSError):
+                pass  # not listening yet
+
+    threading.Thread(target=post, daemon=True).start()
+    children: list[psutil.Process] = []
+    try:
+        wait_until(lambda: any(a["rule"] == "cpu_high" and a["key"] == "h1" for a in received),
+                   "the webhook receives cpu_high for h1", 60, lambda: "".join(out))
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert [(a["state"], a["key"]) for a in received] == [("firing", "h1")]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, "".join(out)
+    finally:
+        stop.set()
+        hook.shutdown()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for c in children:
+            try:
+                c.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(children, timeout=5)
