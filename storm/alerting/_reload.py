@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,14 @@ class FileWatch:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def changed(self) -> bool:
+    def changed(self, settle: float = 0.0) -> bool:
+        """Whether the file changed since the last True; a change younger than
+        ``settle`` seconds is not reported yet (a writer may be halfway)."""
         sig = self._sig()
         if sig == self.sig:
+            return False
+        # (A modification time ahead of this clock, another host's, counts as settled.)
+        if settle and sig is not None and 0 <= time.time() - sig[2] / 1e9 < settle:
             return False
         self.sig = sig
         return True
@@ -124,10 +130,13 @@ def _save_last_good(path: Path) -> None:
 
 
 class RulesWatcher:
-    """One task's view of its rules file. ``poll()`` is called at every tick."""
+    """One task's view of its rules file. ``poll()`` is called at every tick.
+    An edit is read once the file has not changed for ``settle`` seconds, so
+    a file written in several steps is not read (and rejected) halfway."""
 
-    def __init__(self, path: str | Path, current: RuleSet) -> None:
+    def __init__(self, path: str | Path, current: RuleSet, settle: float = 0.2) -> None:
         self.path = Path(path)
+        self.settle = settle
         self.current = current
         self._watch = FileWatch(self.path)
         self._seen = self._read_digest()
@@ -144,7 +153,7 @@ class RulesWatcher:
         """A Reload when the file's content changed since the last look (or
         ``force``: look now, e.g. an observation named a rule this task does
         not know yet); None when there is nothing new."""
-        if not self._watch.changed() and not force:
+        if not self._watch.changed(self.settle) and not force:
             return None
         digest = self._read_digest()
         if digest is None:

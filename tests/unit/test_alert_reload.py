@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,16 @@ def test_check_reports_every_wrong_rule_with_its_line() -> None:
 RULES = "rules:\n  - name: x\n    condition: {kind: absence, for: 5}\n"
 
 
+_EDITS = [0]
+
+
 def edit(path: Path, text: str) -> None:
+    """Write the file as an editor would, with a modification time of its own
+    (however fast the test), older than the watcher's settle time."""
     path.write_text(text)
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a new mtime however fast the test is
+    _EDITS[0] += 1
+    t = time.time() - 10 + _EDITS[0] * 0.01
+    os.utime(path, (t, t))
 
 
 def test_watcher_applies_valid_edits_and_rejects_bad_ones_once(tmp_path: Path) -> None:
@@ -131,14 +138,16 @@ def test_watcher_applies_valid_edits_and_rejects_bad_ones_once(tmp_path: Path) -
     assert w.poll() is None
     edit(path, "# a comment only\n" + RULES)
     assert w.poll() is None
-    edit(path, RULES + "  - name: y\n    condition: {kind: absence, for: 9}\n")
+    path.write_text(RULES + "  - name: y\n    condition: {kind: absence, for: 9}\n")
+    assert w.poll() is None  # written just now: read at a later look, once it settled
+    edit(path, path.read_text())
     found = w.poll()
     assert found is not None and found.rules is not None and [r.name for r in found.rules.rules] == ["x", "y"]
     edit(path, RULES.replace("for: 5", "for: -5"))
     bad = w.poll()
     assert bad is not None and bad.rules is None
     assert bad.errors == [f"{path}:3: rule 'x': condition field 'for' must be > 0, got -5"]
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    edit(path, path.read_text())
     assert w.poll() is None  # the same bad content is reported once
     assert w.poll(force=True) is None
     # A task starting now runs the last good rules, with the file's errors.
