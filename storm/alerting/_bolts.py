@@ -34,6 +34,8 @@ RELOAD_KEY = "alerting.rules.reload"
 WATERMARK_STREAM = "watermark"
 #: Seconds between two writes of an evaluator's status for `storm alerts list`.
 STATUS_SECS = 1.0
+#: Firing keys per rule an evaluator's status lists (all are counted).
+STATUS_KEYS = 100
 OBSERVATION_FIELDS = ("rule", "key", "ts", "value")
 ALERT_FIELDS = ("id", "rule", "key", "state", "alert")
 
@@ -344,7 +346,10 @@ class RuleEvalBolt(Bolt):
         rules: dict[str, dict[str, Any]] = {r.name: {"firing": [], "resolved": {}} for r in self.ruleset.rules}
         for rule, keys in self._firing.items():
             if rule in rules:
-                rules[rule]["firing"] = [[k, self.silences.mutes(rule, k, now)] for k in sorted(keys)]
+                # At most STATUS_KEYS keys per rule (an alert storm must not make every tick slow).
+                shown = sorted(keys)[:STATUS_KEYS] if len(keys) > STATUS_KEYS else sorted(keys)
+                rules[rule]["firing"] = [[k, self.silences.mutes(rule, k, now)] for k in shown]
+                rules[rule]["firing_count"] = len(keys)
         for rule, when in self._resolved.items():
             if rule in rules:
                 rules[rule]["resolved"] = dict(when)

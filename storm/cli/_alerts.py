@@ -236,10 +236,13 @@ def list_(
         console.print(Text("the rules file does not check (the topology runs its last good rules): "
                            + "; ".join(errors), style="red"), soft_wrap=True)
     firing: dict[str, list[tuple[str, bool]]] = {}
+    unlisted: dict[str, int] = {}  # firing keys a task counted but did not list
     resolved: dict[str, dict[str, float]] = {}
     for doc in status:
         for rule, st in (doc.get("rules") or {}).items():
-            firing.setdefault(rule, []).extend((str(k), bool(m)) for k, m in st.get("firing") or [])
+            listed = [(str(k), bool(m)) for k, m in st.get("firing") or []]
+            firing.setdefault(rule, []).extend(listed)
+            unlisted[rule] = unlisted.get(rule, 0) + int(st.get("firing_count", len(listed))) - len(listed)
             resolved.setdefault(rule, {}).update(st.get("resolved") or {})
     names = [r.name for r in ruleset.rules] if ruleset is not None else sorted(firing)
     severity = {r.name: r.severity for r in ruleset.rules} if ruleset is not None else {}
@@ -248,7 +251,8 @@ def list_(
         table.add_column(col)
     for rule in names + sorted(set(firing) - set(names)):
         keys = sorted(firing.get(rule, []))
-        fired = Text(", ".join(k + (" (silenced)" if muted else "") for k, muted in keys) or "-",
+        more = f" (+{unlisted[rule]} more)" if unlisted.get(rule) else ""
+        fired = Text((", ".join(k + (" (silenced)" if muted else "") for k, muted in keys) or "-") + more,
                      style="bold red" if keys else "")
         now_firing = {k for k, _ in keys}
         res = [k for k, _ in sorted(resolved.get(rule, {}).items(), key=lambda kv: -kv[1])
