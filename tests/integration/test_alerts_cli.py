@@ -204,8 +204,11 @@ def test_alerts_submit_runs_on_a_cluster_and_reloads(tmp_path: Path) -> None:
             wait_until(lambda: changes(out_file, "cpu_low", "h2"), "the added rule fires on the cluster", 40,
                        d.diagnostics)
             assert [s for s, _ in changes(out_file, "cpu_high", "h1")] == ["firing"]
-            listed = storm("alerts", "list", "alerts-rules", "--rules", str(rules), cwd=tmp_path)
-            assert re.search(r"cpu_low\s+warning\s+h2, h3, h4", listed.stdout), listed.stdout + listed.stderr
+            def listed() -> str:
+                return storm("alerts", "list", "alerts-rules", "--rules", str(rules), cwd=tmp_path).stdout
+            # The evaluators write their status every second: the list follows within one.
+            wait_until(lambda: re.search(r"cpu_low\s+warning\s+h2, h3, h4", listed()), "list shows cpu_low firing",
+                       20, listed)
             assert d.storm("kill", "alerts-rules", "-w", "0").returncode == 0
     finally:
         events.stop.set()
