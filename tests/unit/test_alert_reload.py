@@ -339,3 +339,24 @@ def test_silences_mute_notifications_not_state(tmp_path: Path) -> None:
         # The silence is over: h1 fires again (sent); h2's resolve ends a muted firing (not sent).
         assert changes_of(t) == [("hot", "h1", "firing"), ("hot", "h1", "firing")]
         assert ev.status()["rules"]["hot"]["firing"] == [["h1", False]]
+
+
+def test_a_restored_checkpoint_drops_the_state_of_a_rule_changed_since() -> None:
+    import msgpack
+
+    from storm.alerting import StatefulRuleEvalBolt
+
+    bolt = StatefulRuleEvalBolt()
+    bolt.ruleset = parse_rules({"rules": [HIGH, BUSY]})
+    bolt._mark_tasks = [1]
+    bolt.init_state({})  # type: ignore[arg-type]
+    feed(bolt.engine, 0, 10, 95.0, ("high", "busy"))
+    bolt.engine.advance(10.0)
+    bolt.state = {}  # type: ignore[assignment]
+    bolt.pre_commit(1)
+    saved = msgpack.unpackb(msgpack.packb(bolt.state), strict_map_key=False)  # as a state store keeps it
+    # The rules file changed 'high' (a new threshold) before the task restored this checkpoint.
+    bolt.ruleset = parse_rules({"rules": [{**HIGH, "condition": {**HIGH["condition"], "value": 99}}, BUSY]})
+    bolt.init_state(saved)
+    assert bolt.restored and bolt.engine.firing() == [("busy", "h1")]
+    assert bolt._firing == {"busy": {"h1"}}
