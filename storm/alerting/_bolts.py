@@ -55,7 +55,7 @@ def rules_from_conf(conf: Mapping[str, Any], default: RuleSet | None = None) -> 
 
 def rules_changes(old: RuleSet, new: RuleSet) -> str:
     """``added: a; changed: b; removed: c`` between two rule sets (for the log);
-    a rule whose filter, key and condition stayed is "updated, state kept"."""
+    a rule whose filter, key and condition stayed is "updated (state kept)"."""
     before, after = old.by_name(), new.by_name()
     parts = []
     edited = [n for n in after if n in before and before[n] != after[n]]
@@ -213,6 +213,7 @@ class RuleEvalBolt(Bolt):
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
         self.rules_file = _RulesFile(self, conf, type(self).rules)
         self.ruleset = self.rules_file.rules
+        self._names = frozenset(r.name for r in self.ruleset.rules)  # the rules this task runs
         self.engine = RuleEngine(self.ruleset)
         self.topology = context.topology_name
         self.task = context.task_id
@@ -252,10 +253,10 @@ class RuleEvalBolt(Bolt):
         else:
             rule, key, ts, value = tup.values
             marks.observe(tup.source_task, ts)
-            try:
+            if rule in self._names:
                 self.engine.observe(rule, key, ts, value)
-            except KeyError:
-                self._unknown_rule(rule, key, ts, value, tup)
+            else:
+                self._unknown_rule(rule, key, ts, value)
         wm = marks.update()
         if wm >= self.engine.next_due():
             self._emit_alerts(self.engine.advance(wm), tup)
@@ -266,7 +267,7 @@ class RuleEvalBolt(Bolt):
         sequence matches, approximate bytes."""
         return self.engine.state_size()
 
-    def _unknown_rule(self, rule: str, key: str, ts: float, value: Any, tup: Tuple) -> None:
+    def _unknown_rule(self, rule: str, key: str, ts: float, value: Any) -> None:
         """A match task applied an edit of the rules file before this task did
         (or still runs a rule this task dropped): look at the file now, at
         most every 0.1 s (until the match tasks follow a removal, every
@@ -275,9 +276,9 @@ class RuleEvalBolt(Bolt):
         if now - self._forced_at >= 0.1:
             self._forced_at = now
             self._reload(force=True)
-        try:
+        if rule in self._names:
             self.engine.observe(rule, key, ts, value)
-        except KeyError:
+        else:
             self.unknown_rule += 1
 
     def _reload(self, force: bool = False) -> None:
@@ -285,6 +286,7 @@ class RuleEvalBolt(Bolt):
         if new is None:
             return
         self.ruleset = new
+        self._names = frozenset(r.name for r in new.rules)
         self.watermarks.lag = new.lag
         self._emit_alerts(self.engine.replace_rules(new), None)
 
