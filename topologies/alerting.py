@@ -4,8 +4,13 @@ on event time -> alerts written as JSON lines (and to the worker log).
 Run it:
 
     storm local topologies/alerting.py -c alerting.rules=conf/alerts.example.yaml --duration 90
+    storm local topologies/alerting.py --rules my-rules.yaml     # the same, on your rules
 
 and watch the alerts arrive in another terminal: ``tail -f alerts.jsonl``.
+The rules file is watched while it runs: an edit applies without a restart,
+a bad one is rejected (the dashboard shows why) and the running rules stay;
+``storm alerts silence RULE[/KEY] --for 30m`` and ``storm alerts list Alerting``
+work on it too (README, "storm alerts").
 A generator emits metrics for 8 hosts with a scripted 60-second cycle: host-2's
 CPU runs hot (cpu_high fires, then resolves), the api service's errors surge
 (errors_rising), host-5 stops its heartbeats (heartbeat_missing), host-3's

@@ -2,13 +2,16 @@
 (rule, key, ts, value) observations and broadcasts its watermark;
 `RuleEvalBolt` keeps the rule state of its keys (a RuleEngine) and emits alert
 changes. Rules come from the config key ``alerting.rules`` (a YAML file) or the
-class attribute ``rules``. This module owns only these bolts."""
+class attribute ``rules``. A rules file is watched: an edit is applied at the
+next tick (_reload.py), and the evaluators apply the silences kept beside it
+(_silences.py). This module owns only these bolts."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import Bolt, Grouping, Stream
@@ -17,14 +20,22 @@ from .._context import TopologyContext
 from .._tuple import Tuple
 from ..stateful import KeyValueState, StatefulBolt
 from ..windowing import Watermarks
-from ._engine import Alert, RuleEngine, StateSize
+from ._engine import FIRING, Alert, RuleEngine, StateSize, same_definition
+from ._reload import FileWatch, RulesWatcher, load_for_task, remove_status, write_status
 from ._rules import RuleError, RuleSet, load_rules
+from ._silences import SilenceError, SilenceSet, load_silences, silences_path
 
 RULES_KEY = "alerting.rules"
 #: Wall-clock seconds without events after which the evaluator lets event time
 #: follow the wall clock (so absence rules fire when everything stops); null: never.
 IDLE_KEY = "alerting.idle.secs"
+#: false: read the rules file once at start (default true: apply its edits while running).
+RELOAD_KEY = "alerting.rules.reload"
 WATERMARK_STREAM = "watermark"
+#: Seconds between two writes of an evaluator's status for `storm alerts list`.
+STATUS_SECS = 1.0
+#: Firing keys per rule an evaluator's status lists (all are counted).
+STATUS_KEYS = 100
 OBSERVATION_FIELDS = ("rule", "key", "ts", "value")
 ALERT_FIELDS = ("id", "rule", "key", "state", "alert")
 
@@ -42,6 +53,63 @@ def rules_from_conf(conf: Mapping[str, Any], default: RuleSet | None = None) -> 
     return default
 
 
+def rules_changes(old: RuleSet, new: RuleSet) -> str:
+    """``added: a; changed: b; removed: c`` between two rule sets (for the log);
+    a rule whose filter, key and condition stayed is "updated (state kept)"."""
+    before, after = old.by_name(), new.by_name()
+    parts = []
+    edited = [n for n in after if n in before and before[n] != after[n]]
+    for label, names in (("added", [n for n in after if n not in before]),
+                         ("changed", [n for n in edited if not same_definition(before[n], after[n])]),
+                         ("updated (state kept)", [n for n in edited if same_definition(before[n], after[n])]),
+                         ("removed", [n for n in before if n not in after])):
+        if names:
+            parts.append(f"{label}: {', '.join(names)}")
+    if (old.time_field, old.lag) != (new.time_field, new.lag):
+        parts.append(f"time_field {new.time_field}, lag {new.lag:g}")
+    return "; ".join(parts) or "no rule changed"
+
+
+class _RulesFile:
+    """The rules file a task runs and watches (both bolts have one)."""
+
+    def __init__(self, bolt: Bolt, conf: Mapping[str, Any], default: RuleSet | None) -> None:
+        self.bolt = bolt
+        path = conf.get(RULES_KEY)
+        self.path = Path(str(path)) if path else None
+        self.watcher: RulesWatcher | None = None
+        if self.path is None:
+            self.rules = rules_from_conf(conf, default)
+            return
+        self.rules, errors = load_for_task(self.path)
+        if errors:
+            self.reject(errors, "running the last good rules instead")
+        if conf.get(RELOAD_KEY, True):
+            self.watcher = RulesWatcher(self.path, self.rules)
+
+    def poll(self, force: bool = False) -> RuleSet | None:
+        """New rules to apply now, if the file changed to a valid one."""
+        if self.watcher is None:
+            return None
+        found = self.watcher.poll(force)
+        if found is None:
+            return None
+        if found.rules is None:
+            self.reject(found.errors, "the running rules stay as they were")
+            return None
+        old, self.rules = self.rules, found.rules
+        self.bolt.log(f"rules file '{self.path}' reloaded: {rules_changes(old, found.rules)}")
+        return found.rules
+
+    def reject(self, errors: list[str], outcome: str) -> None:
+        # The errors first, naming the file by its name: the dashboard shows
+        # the start of the line; the log has the whole of it.
+        assert self.path is not None
+        shown = [e.replace(str(self.path), self.path.name) for e in errors]
+        self.bolt.report_error(RuleError(
+            "; ".join(shown) + f" -- edit of {self.path} rejected, {outcome}"))
+
+
 class RuleMatchBolt(Bolt):
     """Matches each event (a dict in field ``event`` or in the first field, else
     the tuple's fields as a dict) against every rule's filter; emits one observation per matching rule,
@@ -55,12 +123,16 @@ class RuleMatchBolt(Bolt):
     rules: ClassVar[RuleSet | None] = None
 
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
-        self.ruleset = rules_from_conf(conf, type(self).rules)
+        self.rules_file = _RulesFile(self, conf, type(self).rules)
         self.task = context.task_id
-        self.time_field = self.ruleset.time_field
         self.newest = -math.inf
         self.matched = 0
         self.unmatched = 0
+        self._use(self.rules_file.rules)
+
+    def _use(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.time_field = ruleset.time_field
         # Index rules by the value of one filter field, so 100 rules cost a dict
         # lookup and the few rules that can match, not 100 filter checks.
         self._by_field: str | None = None
@@ -87,6 +159,9 @@ class RuleMatchBolt(Bolt):
 
     def execute(self, tup: Tuple) -> None:
         if tup.is_tick:
+            reloaded = self.rules_file.poll()
+            if reloaded is not None:
+                self._use(reloaded)
             if math.isfinite(self.newest):
                 self.emit([self.task, self.newest], stream=WATERMARK_STREAM)
             return
@@ -136,8 +211,26 @@ class RuleEvalBolt(Bolt):
     rules: ClassVar[RuleSet | None] = None
 
     def prepare(self, conf: dict[str, Any], context: TopologyContext) -> None:
-        self.ruleset = rules_from_conf(conf, type(self).rules)
+        self.rules_file = _RulesFile(self, conf, type(self).rules)
+        self.ruleset = self.rules_file.rules
+        self._names = frozenset(r.name for r in self.ruleset.rules)  # the rules this task runs
         self.engine = RuleEngine(self.ruleset)
+        self.topology = context.topology_name
+        self.task = context.task_id
+        self.unknown_rule = 0  # observations of a rule this task does not have (an edit on its way)
+        self._forced_at = -math.inf
+        self.muted = 0  # alert changes a silence kept from the sinks
+        self._muted_ids: set[str] = set()
+        self._resolved: dict[str, dict[str, float]] = {}  # rule -> key -> when (the newest few)
+        # rule -> keys firing now, kept from the alert changes (a status costs
+        # what changed, not a scan of every key)
+        self._firing: dict[str, set[str]] = {}
+        self.silences = SilenceSet()
+        self._silence_watch: FileWatch | None = None
+        self._status_at = 0.0
+        if self.rules_file.path is not None:
+            self._silence_watch = FileWatch(silences_path(self.rules_file.path))
+            self._read_silences()
         # Event time comes from the match tasks (observations and their watermarks),
         # not from other inputs such as a checkpoint spout.
         sources = [c for (c, s) in context.get_this_sources()
@@ -160,7 +253,10 @@ class RuleEvalBolt(Bolt):
         else:
             rule, key, ts, value = tup.values
             marks.observe(tup.source_task, ts)
-            self.engine.observe(rule, key, ts, value)
+            if rule in self._names:
+                self.engine.observe(rule, key, ts, value)
+            else:
+                self._unknown_rule(rule, key, ts, value)
         wm = marks.update()
         if wm >= self.engine.next_due():
             self._emit_alerts(self.engine.advance(wm), tup)
@@ -171,7 +267,44 @@ class RuleEvalBolt(Bolt):
         sequence matches, approximate bytes."""
         return self.engine.state_size()
 
+    def _unknown_rule(self, rule: str, key: str, ts: float, value: Any) -> None:
+        """A match task applied an edit of the rules file before this task did
+        (or still runs a rule this task dropped): look at the file now, at
+        most every 0.1 s (until the match tasks follow a removal, every
+        observation of the removed rule comes here)."""
+        now = time.monotonic()
+        if now - self._forced_at >= 0.1:
+            self._forced_at = now
+            self._reload(force=True)
+        if rule in self._names:
+            self.engine.observe(rule, key, ts, value)
+        else:
+            self.unknown_rule += 1
+
+    def _reload(self, force: bool = False) -> None:
+        new = self.rules_file.poll(force)
+        if new is None:
+            return
+        self.ruleset = new
+        self._names = frozenset(r.name for r in new.rules)
+        self.watermarks.lag = new.lag
+        self._emit_alerts(self.engine.replace_rules(new), None)
+
+    def _read_silences(self) -> None:
+        assert self.rules_file.path is not None
+        try:
+            self.silences = SilenceSet(load_silences(silences_path(self.rules_file.path)))
+        except SilenceError as exc:
+            self.report_error(SilenceError(f"{exc}; the silences stay as they were"))
+
     def _on_tick(self) -> None:
+        self._reload()
+        if self._silence_watch is not None and self._silence_watch.changed():
+            self._read_silences()
+        now = time.time()
+        if self.rules_file.path is not None and now - self._status_at >= STATUS_SECS:
+            self._status_at = now
+            write_status(self.rules_file.path, self.topology, self.task, self.status(now))
         if self.idle_secs is None:
             return
         idle = time.monotonic() - self._last_input
@@ -185,8 +318,52 @@ class RuleEvalBolt(Bolt):
 
     def _emit_alerts(self, alerts: list[Alert], anchor: Tuple | None) -> None:
         anchors = [anchor] if anchor is not None else None
+        silences = self.silences
         for a in alerts:
+            if a.state == FIRING:
+                if not a.events:  # a sequence match fires once and never resolves: not "firing"
+                    self._firing.setdefault(a.rule, set()).add(a.key)
+            else:
+                self._firing.get(a.rule, set()).discard(a.key)
+                resolved = self._resolved.setdefault(a.rule, {})
+                resolved.pop(a.key, None)
+                resolved[a.key] = a.ts
+                if len(resolved) > 50:
+                    del resolved[next(iter(resolved))]
+                if a.id in self._muted_ids:  # its firing was never sent: neither is its end
+                    self._muted_ids.discard(a.id)
+                    self.muted += 1
+                    continue
+            if silences.items and silences.mutes(a.rule, a.key):
+                if a.state == FIRING:
+                    self._muted_ids.add(a.id)
+                self.muted += 1
+                continue
             self.emit([a.id, a.rule, a.key, a.state, a.to_dict()], anchors=anchors)
+
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        """What `storm alerts list` shows of this task: per rule its firing keys
+        (and whether a silence mutes them) and the keys resolved lately."""
+        now = time.time() if now is None else now
+        rules: dict[str, dict[str, Any]] = {r.name: {"firing": [], "resolved": {}} for r in self.ruleset.rules}
+        for rule, keys in self._firing.items():
+            if rule in rules:
+                # At most STATUS_KEYS keys per rule (an alert storm must not make every tick slow).
+                shown = sorted(keys)[:STATUS_KEYS] if len(keys) > STATUS_KEYS else sorted(keys)
+                rules[rule]["firing"] = [[k, self.silences.mutes(rule, k, now)] for k in shown]
+                rules[rule]["firing_count"] = len(keys)
+        for rule, when in self._resolved.items():
+            if rule in rules:
+                rules[rule]["resolved"] = dict(when)
+        wm = self.engine.watermark
+        return {"topology": self.topology, "task": self.task, "updated": now,
+                "watermark": wm if math.isfinite(wm) else None, "rules": rules,
+                "silences": [s.to_dict() for s in self.silences.active(now)],
+                "muted": self.muted, "reloads": self.rules_file.watcher.reloads if self.rules_file.watcher else 0}
+
+    def cleanup(self) -> None:
+        if self.rules_file.path is not None:
+            remove_status(self.rules_file.path, self.topology, self.task)
 
 
 def alerting_specs(source: ComponentSpec, par: int = 1, rules: RuleSet | None = None,
@@ -223,16 +400,39 @@ class StatefulRuleEvalBolt(StatefulBolt, RuleEvalBolt):
         # snapshot alone, event time included (the watermark of the snapshot).
         self.engine = RuleEngine(self.ruleset)
         self.watermarks = Watermarks(self._mark_tasks, self.ruleset.lag)
+        self._firing, self._muted_ids = {}, set()
         snap = state.get(self.STATE_KEY)
         if snap:
+            # A rule whose definition changed since the snapshot (an edit of the
+            # rules file) starts empty: its panes meant other windows.
+            saved_defs = snap.get("defs")
+            if isinstance(saved_defs, dict):
+                now_defs = _definitions(self.ruleset)
+                snap = {**snap, "rules": {n: d for n, d in (snap.get("rules") or {}).items()
+                                          if saved_defs.get(n) == now_defs.get(n)}}
+            self._muted_ids = set(snap.get("muted") or [])
             self.engine.restore(snap)
+            for rule, key in self.engine.firing():
+                self._firing.setdefault(rule, set()).add(key)
             self.watermarks.current = self.engine.watermark
             self.restored = True
         else:
             self.restored = False
 
     def pre_commit(self, txid: int) -> None:
-        self.state[self.STATE_KEY] = self.engine.snapshot()
+        snap = self.engine.snapshot()
+        snap["defs"] = _definitions(self.ruleset)
+        snap["muted"] = sorted(self._muted_ids)
+        self.state[self.STATE_KEY] = snap
 
     def execute(self, tup: Tuple) -> None:
         RuleEvalBolt.execute(self, tup)
+
+    def cleanup(self) -> None:
+        RuleEvalBolt.cleanup(self)
+        StatefulBolt.cleanup(self)
+
+
+def _definitions(rules: RuleSet) -> dict[str, str]:
+    """Per rule, what its saved state depends on (filter, key, condition)."""
+    return {r.name: repr((sorted(r.filter.items()), r.key, r.condition)) for r in rules.rules}

@@ -80,6 +80,11 @@ def aggregate(kind: str, values: list[float]) -> float | None:
     raise ValueError(f"unknown aggregate {kind!r}")
 
 
+def same_definition(a: Rule, b: Rule) -> bool:
+    """Whether two rules keep the same state: filter, key and condition equal."""
+    return a.filter == b.filter and a.key == b.key and a.condition == b.condition
+
+
 class _KeyState:
     __slots__ = ("panes", "firing", "fired_at", "before", "pending", "ref")
 
@@ -451,6 +456,40 @@ class RuleEngine:
             message = f"{rule.name} [{key}]: resolved"
         return Alert(f"{rule.name}|{key}|{fired_at!r}", rule.name, key, state, ts, value,
                      rule.severity, message)
+
+    # -- hot reload ------------------------------------------------------------------
+    def replace_rules(self, rules: RuleSet) -> list[Alert]:
+        """Run ``rules`` from now on (a rules file edited while running). A rule
+        whose filter, key and condition are unchanged keeps its windows and
+        firing state (severity, description and cooldown come from the new
+        rule); an added rule starts empty; a changed or removed rule's state is
+        dropped, and each of its firing keys resolves (returned), so no alert
+        stays open for a definition that is gone."""
+        old = self._states
+        self._states = {}
+        dropped: list[tuple[_RuleState, str]] = []
+        for r in rules.rules:
+            rs = old.pop(r.name, None)
+            if rs is not None and same_definition(rs.rule, r):
+                rs.rule = r
+                self._states[r.name] = rs
+                continue
+            if rs is not None:
+                dropped.append((rs, "changed"))
+            self._states[r.name] = _RuleState(r)
+        dropped.extend((rs, "removed") for rs in old.values())
+        self.rules = rules
+        alerts: list[Alert] = []
+        for rs, why in dropped:
+            for key, st in rs.keys.items():
+                if st.firing:
+                    self.resolved += 1
+                    a = self._alert(rs.rule, key, RESOLVED, self.watermark, None, "", st.fired_at)
+                    alerts.append(Alert(a.id, a.rule, a.key, a.state, a.ts, a.value, a.severity,
+                                        f"{a.message} (rule {why})"))
+        self._due = min((rs.next_end for rs in self._states.values() if rs.next_end is not None),
+                        default=math.inf)
+        return alerts
 
     # -- state (for checkpoints and stats) ----------------------------------------------
     def snapshot(self) -> dict[str, Any]:

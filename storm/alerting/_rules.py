@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,3 +328,97 @@ def load_rules(path: str | Path) -> RuleSet:
     except yaml.YAMLError as exc:
         raise RuleError(f"rules file '{p}' is not valid YAML: {exc}") from None
     return parse_rules(data, str(p))
+
+
+# -- checking a whole file: every error, with its line ---------------------------------
+def _line_of(node: Any, *path: str) -> int | None:
+    """The 1-based line of the mapping key ``path`` under ``node`` (a yaml
+    node), as deep as the path goes; None when ``node`` is not a mapping."""
+    line: int | None = None
+    for name in path:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == name:
+                line = k.start_mark.line + 1
+                node = v
+                break
+        else:
+            break
+    return line
+
+
+def _field_line(rule_node: Any, message: str) -> int:
+    """Where in a rule the error ``message`` points: the line of the field it
+    names (in the rule or in its condition), else the rule's first line."""
+    line = rule_node.start_mark.line + 1
+    m = re.search(r"field '([^']+)'", message)
+    if m is None:
+        m = re.search(r"'(\w+)' (?:must|is missing|has)", message)
+    if m is None:
+        return line
+    name = m.group(1)
+    in_condition = re.search(r"(?:rule '[^']*'|rule #\d+): condition", message) is not None
+    if in_condition:
+        return _line_of(rule_node, "condition", name) or _line_of(rule_node, "condition") or line
+    return _line_of(rule_node, name) or line
+
+
+def check_rules_text(text: str, source: str) -> tuple[RuleSet | None, list[str]]:
+    """Validate a rules document and report every error, not only the first:
+    one line per wrong rule (``file:line: rule 'name': ...``) plus the file's
+    own errors. (The rule set, []) when it is valid."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{source}:{mark.line + 1}" if mark is not None else source
+        return None, [f"{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]
+    try:
+        return parse_rules(data, source), []
+    except RuleError as first:
+        errors: list[str] = []
+        raw_rules = data.get("rules") if isinstance(data, Mapping) else None
+        nodes = []
+        if isinstance(root, yaml.MappingNode):
+            for k, v in root.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == "rules" and isinstance(v, yaml.SequenceNode):
+                    nodes = v.value
+        if not isinstance(raw_rules, list) or len(nodes) != len(raw_rules):
+            return None, [str(first)]
+        names: dict[str, int] = {}
+        for i, (raw, node) in enumerate(zip(raw_rules, nodes, strict=True)):
+            line = node.start_mark.line + 1
+            try:
+                rule = _rule(i, raw, source)
+            except RuleError as exc:
+                msg = str(exc)
+                shown = msg[len(source) + 2:] if msg.startswith(f"{source}: ") else msg
+                errors.append(f"{source}:{_field_line(node, msg)}: {shown}")
+                continue
+            if rule.name in names:
+                errors.append(f"{source}:{line}: rule '{rule.name}' is defined twice (first at line "
+                              f"{names[rule.name]}); rule names must be unique")
+            names.setdefault(rule.name, line)
+        # The file's own fields (time_field, lag, unknown keys), checked with one valid rule.
+        if raw_rules and isinstance(data, Mapping):
+            try:
+                parse_rules({**data, "rules": [{"name": "_", "condition": {"kind": "absence", "for": 1}}]},
+                            source)
+            except RuleError as exc:
+                msg = str(exc)
+                m = re.match(rf"{re.escape(source)}: (?:has unknown field )?'(\w+)'", msg)
+                line = _line_of(root, m.group(1)) if m else None
+                errors.insert(0, msg if line is None else f"{source}:{line}:{msg[len(source) + 1:]}")
+        return None, errors or [str(first)]
+
+
+def check_rules_file(path: str | Path) -> tuple[RuleSet | None, list[str]]:
+    """check_rules_text of a file; an unreadable file is one error."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        return None, [f"cannot read rules file '{p}': {exc.strerror or exc}"]
+    return check_rules_text(text, str(p))

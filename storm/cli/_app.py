@@ -82,6 +82,12 @@ def local(
     ] = None,
     filter_file: FilterOpt = None,
     dry_run: DryRunOpt = False,
+    rules: Annotated[
+        str | None,
+        typer.Option("--rules", metavar="FILE",
+                     help="Alert rules file of an alerting topology (sets alerting.rules; "
+                          "edits apply while it runs)."),
+    ] = None,
 ) -> None:
     """Run a topology on this machine with a live dashboard; Ctrl-C stops it."""
     from ._run import run_local  # the runtime (zmq, workers) loads only for commands that run one
@@ -97,6 +103,9 @@ def local(
     console = _stdout()
     try:
         conf = with_yaml_variables(target, _config(config, workers), filter_file)
+        if rules:
+            # Absolute: the workers read and watch the file whatever their directory.
+            conf["alerting.rules"] = os.path.abspath(rules)
         if name:
             conf["topology.name"] = name
         if dry_run:
@@ -126,6 +135,7 @@ def main() -> None:
 # themselves on `app`; imported last because they import `app` and `fail` from here.
 # `storm query` (Trident states) registers itself on `app` too.
 from . import (  # noqa: E402, F401
+    _alerts,
     _cluster,  # noqa: E402, F401
     _monitor,
     _operate,
