@@ -128,8 +128,11 @@ class RotatingMap:
 
     def pop(self, key: Any, default: Any = None) -> Any:
         for b in self._buckets:
-            v = b.pop(key, _MISSING)
+            # get + del, not dict.pop: compiled, both are direct dict calls, while
+            # pop with a default is a method looked up by name.
+            v = b.get(key, _MISSING)
             if v is not _MISSING:
+                del b[key]
                 return v
         return default
 
@@ -162,7 +165,7 @@ class AckerTrees:
         (which may come after acks). The worker calls this directly for acks
         folded in the acker's own worker, without making a tuple of them."""
         pending = self.pending
-        entry = pending.get(root)
+        entry: list[Any] | None = pending.get(root)
         if entry is None:  # in no bucket: put_new needs no look for it
             if not spout_task:
                 pending.put_new(root, [value, 0, False])
@@ -186,7 +189,7 @@ class AckerTrees:
         """A bolt failed a tuple of tree `root`: the tree fails (now, or when
         its init arrives)."""
         pending = self.pending
-        entry = pending.get(root)
+        entry: list[Any] | None = pending.get(root)
         if entry is None:
             pending.put(root, [0, 0, True])
             return
@@ -352,7 +355,13 @@ class AckTracker:
         assert finish is not None and deliver is not None
         local_ackers = self.local_ackers
         for root, value in items:
-            spout_task = inits.pop(root, 0) if inits else 0
+            spout_task = 0
+            if inits:
+                # get + del, not pop with a default (a method found by name, compiled)
+                st = inits.get(root)
+                if st is not None:
+                    del inits[root]
+                    spout_task = st
             if spout_task and value == 0:
                 finish(spout_task, root, True)
                 continue

@@ -368,10 +368,11 @@ class SpoutExecutor(Executor):
 
     def finish(self, root: Any, ok: bool) -> None:
         """The tree `root` completed (ok) or failed: tell the user's spout."""
-        entry = self.pending.pop(root)
+        entry: tuple[Any, int] | None = self.pending.pop(root)
         if entry is None:
             return  # already timed out here
-        msg_id, t0 = entry
+        msg_id = entry[0]
+        t0 = entry[1]
         if self.hooks is not None:
             self.hooks.tree_done(self, root, bool(ok), "acked" if ok else "failed")
         if ok:
