@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             if parallelism:
                 spec = with_parallelism(spec, parallelism)
         finally:
-            hwm = 4
+            hwm = 64
             max_frame = MAX_FRAME_BYTES
             if "spec" in locals():
-                hwm = int(spec.config.get("topology.transfer.hwm") or 4)
+                hwm = int(spec.config.get("topology.transfer.hwm") or 64)
                 max_frame = int(spec.config.get("topology.transfer.max.frame.bytes") or MAX_FRAME_BYTES)
             curve = None
             if args.curve_keys:
