@@ -45,7 +45,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -58,6 +57,7 @@ from ._component import BasicBolt, Bolt, ComponentSpec, Spout, Stream
 from ._context import TopologyContext
 from ._errors import ConfigError, TopologyError
 from ._grouping import Grouping
+from ._sqlite import open_shared
 from ._tuple import Tuple
 
 if TYPE_CHECKING:
@@ -138,12 +138,11 @@ class SqliteStateStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS staged (k BLOB PRIMARY KEY, v BLOB)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)")
+        self.db = open_shared(str(self.path), [
+            "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS staged (k BLOB PRIMARY KEY, v BLOB)",
+            "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
+        ])
 
     def _meta(self, name: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()

@@ -9,12 +9,12 @@ worker re-emits a transactional batch exactly and resumes where it was."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .._errors import StormError
+from .._sqlite import open_shared
 
 
 class TridentSpout:
@@ -124,17 +124,14 @@ class MetaStore:
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # Durable across a killed process (WAL); only a power loss may drop the
-        # last commits, which then replay.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
+        # Durable across a killed process (WAL, synchronous=NORMAL); only a power
+        # loss may drop the last commits, which then replay.
+        self.db = open_shared(path, [
             "CREATE TABLE IF NOT EXISTS batch_meta (comp TEXT, part INTEGER, txid INTEGER, "
-            "start INTEGER, stop INTEGER, PRIMARY KEY (comp, part, txid))"
-        )
-        self.db.execute("CREATE TABLE IF NOT EXISTS coordinator (name TEXT PRIMARY KEY, committed INTEGER)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS attempts (name TEXT PRIMARY KEY, reserved INTEGER)")
+            "start INTEGER, stop INTEGER, PRIMARY KEY (comp, part, txid))",
+            "CREATE TABLE IF NOT EXISTS coordinator (name TEXT PRIMARY KEY, committed INTEGER)",
+            "CREATE TABLE IF NOT EXISTS attempts (name TEXT PRIMARY KEY, reserved INTEGER)",
+        ])
 
     def get(self, comp: str, part: int, txid: int) -> tuple[int, int] | None:
         row = self.db.execute("SELECT start, stop FROM batch_meta WHERE comp=? AND part=? AND txid=?",

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from .._errors import StormError
+from .._sqlite import open_shared
 
 Kind = Literal["transactional", "opaque", "non_transactional"]
 KINDS: tuple[str, ...] = ("transactional", "opaque", "non_transactional")
@@ -250,14 +250,11 @@ class _SQLiteBacking:
     def __init__(self, path: str, table: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.table = table
-        self.db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(f'CREATE TABLE IF NOT EXISTS "{table}" (k TEXT PRIMARY KEY, v TEXT NOT NULL)')
-        self.db.execute(
+        self.db = open_shared(path, [
+            f'CREATE TABLE IF NOT EXISTS "{table}" (k TEXT PRIMARY KEY, v TEXT NOT NULL)',
             f'CREATE TABLE IF NOT EXISTS "{table}__commits" '
-            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, task INTEGER, txid INTEGER)"
-        )
+            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, task INTEGER, txid INTEGER)",
+        ])
 
     def multi_get(self, keys: Sequence[str]) -> list[Any]:
         found: dict[str, Any] = {}
