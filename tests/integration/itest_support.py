@@ -1,11 +1,16 @@
 """Test-side helpers of the integration tests: waiting on a running topology
 with a deadline, and a failure message that carries what is needed to debug a
-run that is gone (worker states, recent errors, the tail of each worker log)."""
+run that is gone (worker states, recent errors, the tail of each worker log),
+and stopping a command a test started together with what it started."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from storm import LocalTopology
 from storm._local import ComponentStats
@@ -40,3 +45,17 @@ def diagnostics(topo: LocalTopology) -> str:
             lines.append(f"--- {path.name} (last {len(tail)} lines)")
             lines.extend(tail)
     return "\n".join(lines)
+
+
+def stop_tree(proc: subprocess.Popen[Any], children: list[psutil.Process]) -> None:
+    """Kill `proc` if it is still running and every process it started
+    (`children`, read while it ran: they outlive it once it is gone)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    for c in children:
+        try:
+            c.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=5)

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 from daemon_topos_harness import wait_until
+from itest_support import stop_tree
 
 BIN = Path(sys.executable).parent
 STORM = str(BIN / "storm")
@@ -292,12 +293,4 @@ def test_alerts_run_http_source_to_a_webhook(tmp_path: Path) -> None:
     finally:
         stop.set()
         hook.shutdown()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for c in children:
-            try:
-                c.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(children, timeout=5)
+        stop_tree(proc, children)

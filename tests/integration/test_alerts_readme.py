@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from daemon_topos_harness import wait_until
+from itest_support import stop_tree
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -94,15 +95,7 @@ def test_storm_alerts_section_commands(tmp_path: Path) -> None:
         assert proc.wait(60) == 0, "".join(out)
     finally:
         stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for c in children:
-            try:
-                c.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(children, timeout=5)
+        stop_tree(proc, children)
     assert "stopped by Ctrl-C" in "".join(out)
 
     r = shell(local.group(1), tmp_path, timeout=90)

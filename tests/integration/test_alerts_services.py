@@ -24,6 +24,7 @@ import kafka_support as ks
 import psutil
 import pytest
 from daemon_topos_harness import wait_until
+from itest_support import stop_tree
 from preconditions import missing, require_module
 
 STORM = str(Path(sys.executable).parent / "storm")
@@ -69,15 +70,7 @@ def run_alerts(tmp_path: Path, args: list[str], send: Callable[[list[dict[str, A
         assert proc.wait(60) == 0, "".join(out)
     finally:
         stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for c in children:
-            try:
-                c.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(children, timeout=5)
+        stop_tree(proc, children)
     assert "0 error(s); all workers stopped" in "".join(out), "".join(out)
 
 
