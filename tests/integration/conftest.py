@@ -2,17 +2,22 @@
 
 `cluster` gives each test its own LocalCluster and, whatever the test did,
 shuts it down and then checks that none of its worker processes is left: any
-leftover is killed and the test fails."""
+leftover is killed and the test fails. `redis_url` is the Redis CI gives in
+STORM_TEST_REDIS, else a private redis-server on 127.0.0.1 for the module."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from preconditions import missing, require_module
 
 from storm import LocalCluster
 
@@ -78,3 +83,39 @@ def record_dir(tmp_path: Path) -> Path:
     d = tmp_path / "records"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    redis = require_module("redis", "pip install redis (a test extra: pip install -e .[test])")
+    url = os.environ.get("STORM_TEST_REDIS")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        missing("no Redis: set STORM_TEST_REDIS=redis://127.0.0.1:PORT/0 or install redis-server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server on port {port} did not answer PING")
+            time.sleep(0.02)  # polling the server's readiness, bounded by the deadline
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)

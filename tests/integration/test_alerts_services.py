@@ -7,16 +7,13 @@ started here; without them the tests skip (fail under CI=true)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,6 @@ import psutil
 import pytest
 from daemon_topos_harness import wait_until
 from itest_support import stop_tree
-from preconditions import missing, require_module
 
 STORM = str(Path(sys.executable).parent / "storm")
 RULES = """time_field: ts
@@ -95,43 +91,6 @@ def test_alerts_from_a_kafka_topic(tmp_path: Path) -> None:
                               "-c", f"kafka.spout.consumer={consumer}"],
                    send, lambda: ("cpu_high", "h1", "firing") in alerts_in(out), "cpu_high fires from Kafka")
         assert alerts_in(out) == [("cpu_high", "h1", "firing")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    redis = require_module("redis", "pip install redis (a test extra: pip install -e .[test])")
-    url = os.environ.get("STORM_TEST_REDIS")
-    if url:
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("no Redis: set STORM_TEST_REDIS=redis://127.0.0.1:PORT/0 or install redis-server")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port)
-        wait_until(lambda: _pings(client, redis), "redis-server answers PING", 10)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def _pings(client: Any, redis: Any) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 @pytest.mark.timeout(120)
