@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -142,12 +143,7 @@ def _layout_upgrade(client: NimbusClient, name: str, reply: UpgradeAnswer, sha: 
                     last = rb["phase"]
                     console.print(_LAYOUT_PHASES.get(last, last), soft_wrap=True)
             else:
-                done = topo.get("last_upgrade")
-                if done is None or done.get("code_version") != version:
-                    raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
-                if not done.get("ok"):
-                    raise StormError(f"the upgrade of '{name}' to code v{version} failed and was given up: "
-                                     f"{done.get('reason')}")
+                _check_ended(topo, name, version, "was given up")
                 row = next((t for t in client.topologies()["topologies"] if t["name"] == name), None)
                 if row is not None and row["code_version"] == version and row["running"] >= row["workers"]:
                     break
@@ -156,6 +152,17 @@ def _layout_upgrade(client: NimbusClient, name: str, reply: UpgradeAnswer, sha: 
             time.sleep(0.5)
     console.print(Text(f"topology '{name}' runs code v{version} on every worker (its workers were stopped and "
                        "started again: --rebalance)", style="green"), soft_wrap=True)
+
+
+def _check_ended(topo: Mapping[str, Any], name: str, version: int, undone: str) -> None:
+    """An upgrade to `version` that nimbus no longer runs: StormError unless it
+    ended well (`undone` says what became of a failed one)."""
+    done = topo.get("last_upgrade")
+    if done is None or done.get("code_version") != version:
+        raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
+    if not done.get("ok"):
+        raise StormError(f"the upgrade of '{name}' to code v{version} failed and {undone}: "
+                         f"{done.get('reason')}")
 
 
 def _follow_upgrade(client: NimbusClient, name: str, version: int, workers: int, timeout: float, console: Console) -> None:
@@ -175,12 +182,7 @@ def _follow_upgrade(client: NimbusClient, name: str, version: int, workers: int,
             topo = client.info(name)["topology"]
             up = topo.get("upgrade")
             if up is None:
-                done = topo.get("last_upgrade")
-                if done is None or done.get("code_version") != version:
-                    raise StormError(f"the upgrade of '{name}' to code v{version} is no longer known to nimbus")
-                if not done.get("ok"):
-                    raise StormError(f"the upgrade of '{name}' to code v{version} failed and was rolled back: "
-                                     f"{done.get('reason')}")
+                _check_ended(topo, name, version, "was rolled back")
                 break
             line = (up["phase"], up["step"])
             if line != last:
