@@ -38,6 +38,16 @@ class StreamMeta:
 TICK_META = StreamMeta(SYSTEM_COMPONENT, TICK_STREAM, ("rate_secs",), -1)
 
 
+def roots_of(root: Any, edge: Any, more: dict[Any, Any] | None) -> Any:
+    """Trees in the shape code off the hot path reads (tracing hooks, tests):
+    a (root, edge) pair, or a dict root -> edge for a tuple in several trees."""
+    if more is None:
+        return (root, edge)
+    trees = {root: edge}
+    trees.update(more)
+    return trees
+
+
 class Tuple:
     """One tuple delivered to a bolt.
 
@@ -74,13 +84,7 @@ class Tuple:
     def roots(self) -> Any:
         """The trees of the tuple, for code off the hot path (tracing, tests):
         None, a (root, edge) pair, or a dict root -> edge for several trees."""
-        if self.root is None:
-            return None
-        if self.more is None:
-            return (self.root, self.edge)
-        trees = {self.root: self.edge}
-        trees.update(self.more)
-        return trees
+        return None if self.root is None else roots_of(self.root, self.edge, self.more)
 
     def trees(self) -> list[tuple[Any, Any]]:
         """(root, edge) of every tree the tuple belongs to."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._serialization import check_values
-from .._tuple import DEFAULT_STREAM, Tuple
+from .._tuple import DEFAULT_STREAM, Tuple, roots_of
 from .acking import anchor
 from .batching import ONE_TREE, PLAIN
 from .routing import (
@@ -45,15 +45,6 @@ __all__ = ["BoltCollector", "SpoutCollector"]
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 _CACHE_MAX = 65536  # keys cached per task before the cache starts afresh
-
-
-def _pairs(root: Any, edge: Any, more: dict[Any, Any] | None) -> Any:
-    """A child's trees as hooks see them: a (root, edge) pair, or a dict root -> edge."""
-    if more is None:
-        return (root, edge)
-    trees = {root: edge}
-    trees.update(more)
-    return trees
 
 
 class Delivery:
@@ -259,7 +250,7 @@ class BoltCollector(Collector):
                 root, edge, more = anchor(group, new_id)
                 deliver(t, values, sid, me, root, edge, more)
                 if hooks is not None and root is not None:
-                    hooks.edge(self.ex, stream, values, t, _pairs(root, edge, more), group)
+                    hooks.edge(self.ex, stream, values, t, roots_of(root, edge, more), group)
         else:
             for t in tasks:
                 deliver(t, values, sid, me)
