@@ -7,7 +7,7 @@ import random
 import time
 from typing import Any
 
-from storm import Bolt, Spout, TopologyBuilder
+from storm import BasicBolt, Bolt, Spout, TopologyBuilder
 
 WORDS = ["the", "cow", "jumped", "over", "the", "moon", "an", "apple", "a", "day", "keeps", "the", "doctor", "away", "four", "score", "and", "seven", "years", "ago", "snow", "white", "and", "the", "seven", "dwarfs", "i", "am", "at", "two", "with", "nature"]
 # A vocabulary of 1,000 distinct words, so fields grouping spreads evenly over tasks.
@@ -89,8 +89,10 @@ def BenchWordCount(conf: dict[str, Any]) -> TopologyBuilder:  # noqa: N802 - nam
     acking = bool(conf.get("bench.acking"))
     b = TopologyBuilder("bench-wordcount", {"topology.acker.executors": par if acking else 0})
     b.set_spout("sentences", SentenceSpout, par=par)
-    split = ReliableSplitBolt if acking else SplitBolt
-    count = ReliableCountBolt if acking else CountBolt
+    split: type[Bolt] = ReliableSplitBolt if acking else SplitBolt
+    count: type[Bolt] = ReliableCountBolt if acking else CountBolt
+    if acking and conf.get("bench.basic"):
+        split, count = BasicSplitBolt, BasicCountBolt
     b.set_bolt("split", split, par=par).local_or_shuffle_grouping("sentences")
     b.set_bolt("count", count, par=par).fields_grouping("split", "word")
     return b
@@ -188,6 +190,32 @@ class ExactReliableCountBolt(_CountsAtClose, ReliableCountBolt):
     pass
 
 
+# -- the same with BasicBolt (Storm's BaseBasicBolt, as storm-starter's word
+# count is written): the input is the implicit anchor and is acked on return.
+
+class BasicSplitBolt(BasicBolt):
+    outputs = ["word"]
+
+    def execute(self, tup: Any) -> None:
+        emit = self.emit
+        for word in tup.values[0].split():
+            emit([word])
+
+
+class BasicCountBolt(BasicBolt):
+    def prepare(self, conf: dict[str, Any], context: Any) -> None:
+        self.counts: dict[str, int] = {}
+
+    def execute(self, tup: Any) -> None:
+        w = tup.values[0]
+        counts = self.counts
+        counts[w] = counts.get(w, 0) + 1
+
+
+class ExactBasicCountBolt(_CountsAtClose, BasicCountBolt):
+    pass
+
+
 def ExactWordCount(conf: dict[str, Any]) -> TopologyBuilder:  # noqa: N802 - named like a topology
     """BenchWordCount over a finite input (`bench.sentences`), counts written to
     `bench.out`: spout -> split (local or shuffle) -> count (fields grouping)."""
@@ -195,8 +223,10 @@ def ExactWordCount(conf: dict[str, Any]) -> TopologyBuilder:  # noqa: N802 - nam
     acking = bool(conf.get("bench.acking"))
     b = TopologyBuilder("bench-exact-wordcount", {"topology.acker.executors": par if acking else 0})
     b.set_spout("sentences", ReliableFiniteSentenceSpout if acking else FiniteSentenceSpout, par=par)
-    split = ReliableSplitBolt if acking else SplitBolt
-    count = ExactReliableCountBolt if acking else ExactCountBolt
+    split: type[Bolt] = ReliableSplitBolt if acking else SplitBolt
+    count: type[Bolt] = ExactReliableCountBolt if acking else ExactCountBolt
+    if acking and conf.get("bench.basic"):
+        split, count = BasicSplitBolt, ExactBasicCountBolt
     b.set_bolt("split", split, par=par).local_or_shuffle_grouping("sentences")
     b.set_bolt("count", count, par=par, config={"topology.tick.tuple.freq.secs": 0.01}) \
         .fields_grouping("split", "word")

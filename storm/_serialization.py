@@ -1,7 +1,7 @@
 """The wire format: msgpack frames of tuple batches and control messages.
 
-A tuple batch is ``[KIND_TUPLES, [[dest_task, src_task, stream_id, values, roots], ...]]``
-where ``roots`` is None or a map root id -> edge id. Control messages are
+A tuple batch is ``[KIND_TUPLES, [[dest_task, src_task, stream_id, values, trees], ...]]``
+(the shape of ``trees``: storm._runtime.batching). Control messages are
 ``[kind, payload]``. Nothing here evaluates or unpickles what it reads."""
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def check_group(group: Any, nstreams: int) -> str | None:
 
     Checked once per group, not per tuple: ``[dest, src, sid, values_list,
     trees]`` with int task ids, a stream id in range, a list of tuples and
-    trees None or a list of two ids per tuple or of one list per tuple
-    (storm._runtime.batching)."""
+    trees None, packed ids (16 bytes per tuple), a list of two ids per tuple
+    or of one list per tuple (storm._runtime.batching)."""
     if type(group) is not list or len(group) != 5:
         return "a group is not a 5-element list"
     task, src, sid, values_list, trees = group
@@ -47,9 +47,13 @@ def check_group(group: Any, nstreams: int) -> str | None:
         return f"stream id {sid} is not one of this topology's {nstreams} streams"
     if type(values_list) is not list:
         return "a group's tuples are not a list"
-    if trees is not None and (type(trees) is not list
-                              or len(trees) not in (len(values_list), 2 * len(values_list))):
-        return "a group's trees are not a list of one entry or two ids per tuple"
+    if trees is None:
+        return None
+    if type(trees) is bytes:
+        if len(trees) != 16 * len(values_list):
+            return "a group's packed trees are not 16 bytes (two ids) per tuple"
+    elif type(trees) is not list or len(trees) not in (len(values_list), 2 * len(values_list)):
+        return "a group's trees are not packed ids or a list of one entry or two ids per tuple"
     return None
 
 

@@ -73,7 +73,7 @@ class Tuple:
         self.root: Any = root
         self.edge: Any = edge
         self.more: dict[Any, Any] | None = more
-        self.ack_val: Any = 0
+        self.ack_val: int = 0  # a machine word when compiled (ids are below 2**62)
 
     @property
     def in_tree(self) -> bool:

@@ -3,8 +3,8 @@ folding acks per tree, flushing them to the ackers, completing trees that never
 left this worker, the `__acker` system bolt and the RotatingMap of timeouts.
 
 Semantics (Storm's): a spout emit with a msg id starts a tree with a random
-64-bit root id; every tuple of the tree carries a random 64-bit edge id per
-tree it belongs to. The acker XORs each edge twice (once when created, once
+root id; every tuple of the tree carries a random edge id per tree it belongs
+to (62-bit ids, see Ids). The acker XORs each edge twice (once when created, once
 when acked), so a tree is complete when its value returns to 0.
 
 A tuple's place in the trees has one form (storm._tuple.Tuple): `root` and
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from array import array
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -34,28 +36,55 @@ __all__ = [
     "AckerBolt",
     "AckerTrees",
     "Ids",
+    "TreeState",
     "RotatingMap",
     "anchor",
 ]
 
 UINT64_MAX = (1 << 64) - 1
+ID_BITS = 62
+_POOL = 1024  # ids drawn from the generator at once
 _MISSING: Any = object()
+# Zeroes the top two bits of each id's most significant byte (ids below 2**62).
+_TOP_MASK = bytes(b & 0x3F for b in range(256))
+_TOP_BYTE = 7 if sys.byteorder == "little" else 0
+_ZERO_ID = bytes(8)
+_WORD = "L" if array("L").itemsize == 8 else "Q"  # 64 bits (see batching._WORD)
 
 
 class Ids:
-    """Where a worker draws root and edge ids: random 64-bit numbers from a
-    generator seeded from the OS (reseeded after fork, so two workers never
-    draw the same ids), or from a seeded generator for repeatable tests."""
+    """Where a worker draws root and edge ids: random non-zero 62-bit numbers
+    from the OS (os.urandom: nothing to reseed after a fork, so two workers
+    never draw the same ids), or from a seeded generator for repeatable tests.
+
+    62 bits, not 64: compiled, an int below 2**62 is a machine word, so the
+    XORs of the ack path allocate nothing (a chance of 2**-62 that a subset of
+    a tree's edges XORs to zero, as against Storm's 2**-64). Ids are drawn
+    1,024 at a time: one call to the generator, not one per id."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
-        self.rng = rng if rng is not None else random.Random(int.from_bytes(os.urandom(16), "little"))
-        # Ids are typed Any in the core: a 64-bit value typed int would be converted
-        # and overflow-checked at every use once compiled.
-        self.bits: Any = self.rng.getrandbits
+        self.rng = rng
+        self.pool: list[Any] = []
+
+    def next(self) -> Any:
+        """A random non-zero 62-bit id (typed Any: handed on as the object it is)."""
+        pool = self.pool
+        if pool:
+            return pool.pop()
+        return self._refill()
 
     def new_id(self) -> Any:
-        """A random non-zero 64-bit id."""
-        return self.bits(64) or 1
+        return self.next()
+
+    def _refill(self) -> Any:
+        rng = self.rng
+        raw = bytearray(os.urandom(8 * _POOL) if rng is None else rng.randbytes(8 * _POOL))
+        raw[_TOP_BYTE::8] = raw[_TOP_BYTE::8].translate(_TOP_MASK)
+        pool: list[Any] = array(_WORD, raw).tolist()
+        if _ZERO_ID in raw:  # eight zero bytes somewhere (rarely a whole id)
+            pool = [i or 1 for i in pool]
+        self.pool = pool
+        return pool.pop()
 
 
 def anchor(anchors: Any, new_id: Callable[[], int]) -> tuple[Any, Any, dict[Any, Any] | None]:
@@ -70,7 +99,8 @@ def anchor(anchors: Any, new_id: Callable[[], int]) -> tuple[Any, Any, dict[Any,
         if ar is None:
             continue
         e = new_id()
-        a.ack_val ^= e
+        ei: int = e
+        a.ack_val ^= ei
         if trees is None:
             trees = {}
         trees[ar] = trees.get(ar, 0) ^ e
@@ -146,11 +176,27 @@ class RotatingMap:
             yield from b.items()
 
 
+class TreeState:
+    """One tree an acker tracks: the XOR of the edge ids seen (a machine word
+    when compiled), the spout task (0 until the init arrives), and whether a
+    bolt failed a tuple of it."""
+
+    __slots__ = ("xor", "task", "failed")
+
+    def __init__(self, xor: int, task: int, failed: bool) -> None:
+        self.xor = xor
+        self.task = task
+        self.failed = failed
+
+    def __repr__(self) -> str:
+        return f"TreeState(xor={self.xor}, task={self.task}, failed={self.failed})"
+
+
 class AckerTrees:
-    """The trees one acker task tracks, as root -> [xor, spout task, failed] in
-    a RotatingMap. A tree is complete when the XOR of every edge id seen (each
-    once when created, once when acked) returns to 0 after the spout's init
-    arrived; acks may arrive first.
+    """The trees one acker task tracks, root -> TreeState in a RotatingMap. A
+    tree is complete when the XOR of every edge id seen (each once when
+    created, once when acked) returns to 0 after the spout's init arrived;
+    acks may arrive first.
 
     A plain class of the core (compiled, so the worker's folds into it are
     direct calls); `AckerBolt` is the bolt around it. Results go to
@@ -165,23 +211,24 @@ class AckerTrees:
         (which may come after acks). The worker calls this directly for acks
         folded in the acker's own worker, without making a tuple of them."""
         pending = self.pending
-        entry: list[Any] | None = pending.get(root)
+        v: int = value
+        entry: TreeState | None = pending.get(root)
         if entry is None:  # in no bucket: put_new needs no look for it
             if not spout_task:
-                pending.put_new(root, [value, 0, False])
+                pending.put_new(root, TreeState(v, 0, False))
                 return
-            entry = [value, spout_task, False]
+            entry = TreeState(v, spout_task, False)
             pending.put_new(root, entry)
         else:
-            entry[0] ^= value
+            entry.xor ^= v
             if spout_task:
-                entry[1] = spout_task
-        task = entry[1]
+                entry.task = spout_task
+        task = entry.task
         if task:
-            if entry[2]:
+            if entry.failed:
                 pending.pop(root)
                 self.on_result(task, root, False)
-            elif entry[0] == 0:
+            elif entry.xor == 0:
                 pending.pop(root)
                 self.on_result(task, root, True)
 
@@ -189,20 +236,20 @@ class AckerTrees:
         """A bolt failed a tuple of tree `root`: the tree fails (now, or when
         its init arrives)."""
         pending = self.pending
-        entry: list[Any] | None = pending.get(root)
+        entry: TreeState | None = pending.get(root)
         if entry is None:
-            pending.put(root, [0, 0, True])
+            pending.put(root, TreeState(0, 0, True))
             return
-        entry[2] = True
-        if entry[1]:
+        entry.failed = True
+        if entry.task:
             pending.pop(root)
-            self.on_result(entry[1], root, False)
+            self.on_result(entry.task, root, False)
 
     def expire(self) -> None:
         """Rotate the timeouts: the trees in the oldest bucket fail."""
         for root, entry in self.pending.rotate().items():
-            if entry[1]:
-                self.on_result(entry[1], root, False)
+            if entry.task:
+                self.on_result(entry.task, root, False)
 
 
 class AckerBolt(Bolt):
@@ -272,6 +319,32 @@ class AckTracker:
         self.ack_src = 0
         self.init_sids: dict[int, int] = {}  # spout task -> its init stream id
         self.fail_sids: dict[int, int] = {}  # task -> its fail stream id
+        # The tree acked last and its value since it was folded into `pending`:
+        # a bolt acks the children of one tuple one after the other (they were
+        # emitted together), so a run of acks of one tree costs one dict update.
+        self.last_root: Any = None
+        self.last_value = 0
+
+    @property
+    def has_acks(self) -> bool:
+        """Whether anything waits for flush()."""
+        return self.last_root is not None or bool(self.pending)
+
+    def _fold(self, root: Any, value: int) -> None:
+        pending = self.pending
+        folded = pending.get(root)
+        if folded is None:
+            pending[root] = value
+        else:
+            fv: int = folded
+            pending[root] = fv ^ value
+
+    def _fold_last(self) -> None:
+        """Move the run of acks of the last tree into `pending`."""
+        last = self.last_root
+        if last is not None:
+            self._fold(last, self.last_value)
+            self.last_root = None
 
     # -- spouts ------------------------------------------------------------------
     def local_slot(self, local_tasks: frozenset[int]) -> int:
@@ -307,15 +380,22 @@ class AckTracker:
         root = tup.root
         if root is None:
             return
+        # Machine words when compiled (ids are below 2**62): the XORs allocate nothing.
+        value: int = tup.edge
         av = tup.ack_val
-        pending = self.pending
-        # A leaf (no child anchored: av is 0) and a tree's first ack in a pass
-        # skip an XOR each: every XOR of 64-bit ids allocates an int.
-        value = tup.edge ^ av if av else tup.edge
-        folded = pending.get(root)
-        pending[root] = value if folded is None else folded ^ value
+        if av:
+            value ^= av
+        last = self.last_root
+        if root is last or (last is not None and root == last):
+            self.last_value ^= value
+        else:
+            if last is not None:
+                self._fold(last, self.last_value)
+            self.last_root = root
+            self.last_value = value
         more = tup.more
         if more is not None:
+            pending = self.pending
             for r, edge in more.items():
                 pending[r] = pending.get(r, 0) ^ edge ^ av
 
@@ -323,6 +403,7 @@ class AckTracker:
         """A bolt (task `src`) failed `tup`: fail each of its trees now."""
         if tup.root is None:
             return
+        self._fold_last()
         inits = self.inits
         for root, _edge in tup.trees():
             spout_task = inits.pop(root, 0) if inits else 0
@@ -342,6 +423,7 @@ class AckTracker:
         A tree whose init is still here and whose folded value is 0 was
         emitted and completed entirely in this worker: its spout is told at
         once, no acker involved."""
+        self._fold_last()
         pending = self.pending
         if not pending:
             return

@@ -4,9 +4,12 @@ high-water mark, and the decoding of received frames into local inboxes.
 
 A group is ``[dest task, src task, stream id, [values, ...], trees]``, so
 msgpack packs each tuple's values and nothing else; ``trees`` is None for
-tuples outside any tree, ``[root, edge, root, edge, ...]`` (two ints per tuple)
-for tuples in one tree each, or ``[[root, edge, root, edge, ...], ...]`` (one
-flat list per tuple) for tuples anchored into several. A frame is
+tuples outside any tree; for tuples in one tree each, their root and edge ids
+as unsigned 64-bit little-endian words, packed into one bytes object (16 bytes
+per tuple: one copy for the batch, where msgpack would look at each int); or
+``[[root, edge, root, edge, ...], ...]`` (one flat list per tuple) for tuples
+anchored into several. While queued, a one-tree group holds its ids as a list
+``[root, edge, root, edge, ...]``, the form sent when they cannot be packed. A frame is
 ``[KIND_TUPLES, [group, ...]]``. Hostile or broken frames are dropped and
 counted, never raised.
 
@@ -16,6 +19,8 @@ acking (a tuple that cannot be encoded is handed back to `on_unencodable`)."""
 from __future__ import annotations
 
 import logging
+import sys
+from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +38,30 @@ ONE_TREE = 1
 TREES = 2
 
 log = logging.getLogger("storm.worker")
+_SWAP = sys.byteorder != "little"  # the wire's ids are little-endian
+# An unsigned 64-bit typecode: "L" (C unsigned long) where it is 64 bits, as on
+# 64-bit Linux and macOS, since CPython converts those with a loop over the
+# int's digits, where "Q" goes through the general byte-array conversion.
+_WORD = "L" if array("L").itemsize == 8 else "Q"
+
+
+def pack_ids(ids: list[Any]) -> bytes | None:
+    """Tree ids as the wire's packed words (None: one is not a uint64)."""
+    try:
+        words = array(_WORD, ids)
+    except (OverflowError, TypeError):
+        return None
+    if _SWAP:
+        words.byteswap()
+    return words.tobytes()
+
+
+def unpack_ids(data: bytes) -> list[Any]:
+    words = array(_WORD, data)
+    if _SWAP:
+        words.byteswap()
+    ids: list[Any] = words.tolist()
+    return ids
 
 
 class Outbox:
@@ -95,7 +124,7 @@ class Outbox:
         if not batch:
             return
         try:
-            data = pack([KIND_TUPLES, batch])
+            data = pack([KIND_TUPLES, [_wire_group(g) for g in batch]])
         except (TypeError, ValueError, OverflowError):
             data = self._pack_salvaging(batch)
         for g in batch:
@@ -158,8 +187,18 @@ class Outbox:
                     else:
                         good_trees.append(trees[i])
             if good_values:
-                good_groups.append([task, src, sid, good_values, good_trees])
+                good_groups.append(_wire_group([task, src, sid, good_values, good_trees]))
         return pack([KIND_TUPLES, good_groups])
+
+
+def _wire_group(g: list[Any]) -> list[Any]:
+    """A queued group as it goes on the wire: a one-tree group's ids packed."""
+    trees = g[4]
+    if trees is not None and len(trees) == 2 * len(g[3]):
+        packed = pack_ids(trees)
+        if packed is not None:
+            return [g[0], g[1], g[2], g[3], packed]
+    return g
 
 
 def _tuple_of(values: Any, meta: StreamMeta, src: int, trees: Any, i: int,
@@ -232,7 +271,7 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
             task = group[0]
             src = group[1]
             values_list: list[Any] = group[3]
-            trees: list[Any] | None = group[4]
+            trees: Any = group[4]
             app = append_get(task)
             if app is None:
                 drops.unknown_task_tuples += len(values_list)
@@ -242,7 +281,13 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
             if trees is None:
                 for values in values_list:
                     app(Tuple(values, meta, src))
-            elif len(trees) == 2 * len(values_list):
+            elif type(trees) is bytes:
+                ids = unpack_ids(trees)
+                i = 0
+                for values in values_list:
+                    app(Tuple(values, meta, src, ids[i], ids[i + 1]))
+                    i += 2
+            elif len(trees) == 2 * len(values_list):  # the ids unpacked (see _wire_group)
                 i = 0
                 for values in values_list:
                     app(Tuple(values, meta, src, trees[i], trees[i + 1]))

@@ -80,7 +80,7 @@ class Collector:
         self.batch_size = worker.batch_size
         self.acking = ex.acking
         self.tracker = worker.tracker
-        self.bits: Any = worker.ids.bits
+        self.ids = worker.ids
         self.new_id = worker.ids.new_id
         self.hooks = hooks
         self.cache: dict[Any, Delivery] = {}
@@ -211,10 +211,11 @@ class BoltCollector(Collector):
                 self._check_default(values, d)
                 dl = self._lookup(d, values)
                 d.count += 1
-                # One new edge: XORed into the anchor's ack value and carried by the child.
-                e = self.bits(64)
-                av = a.ack_val
-                a.ack_val = av ^ e if av else e
+                # One new edge: XORed into the anchor's ack value (a machine word,
+                # ids are below 2**62) and carried by the child (as the object).
+                e = self.ids.next()
+                ei: int = e
+                a.ack_val ^= ei
                 local = dl.local
                 if local is not None:
                     local(Tuple(values, d.meta, self.me, ar, e))
@@ -363,20 +364,21 @@ class SpoutCollector(Collector):
             ex.immediate_acks.append(msg_id)
             return tasks
         hooks = self.hooks
-        bits = self.bits
+        ids = self.ids
         root: Any = None if hooks is None else hooks.new_root(ex)
         if root is None:
-            root = bits(64)
+            root = ids.next()
         tracker = self.tracker
         root = tracker.place_root(root, self.slot)
         sid = route.meta.sid
         me = self.me
         deliver = self.deliver
-        xor: Any = 0
+        xor = 0
         edges: list[tuple[int, int]] | None = None if hooks is None else []
         for t in tasks:
-            e = bits(64)
-            xor = xor ^ e if xor else e
+            e = ids.next()
+            ei: int = e
+            xor ^= ei
             deliver(t, values, sid, me, root, e)
             if edges is not None:
                 edges.append((t, e))

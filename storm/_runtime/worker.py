@@ -183,7 +183,7 @@ class Worker:
         for b in self.bolts:
             if b.inbox:
                 did += b.run(4096)
-        if self.tracker.pending:
+        if self.tracker.has_acks:
             self.tracker.flush()
         for sp in self.spouts:
             if sp.inbox or sp.immediate_acks:

@@ -114,11 +114,19 @@ def test_rotating_map_matches_a_model(buckets: int, script: list[tuple[str, Any,
         assert dict(m.items()) == {k: v for k, (v, _) in model.items()}
 
 
-def test_new_ids_are_nonzero_64_bit() -> None:
-    ids = [new_id() for _ in range(1000)]
-    assert all(0 < i < 2**64 for i in ids)
-    assert len(set(ids)) == 1000
-    assert max(ids) > 2**60  # really 64-bit, not small
+def test_new_ids_are_nonzero_62_bit() -> None:
+    ids = [new_id() for _ in range(5000)]  # several refills of the pool
+    assert all(0 < i < 2**62 for i in ids)
+    assert len(set(ids)) == 5000
+    assert max(ids) > 2**61  # really 62-bit, not small
+    assert sum(i >> 61 for i in ids) > 2000  # the top bit is as often set as not
+
+
+def test_seeded_ids_repeat_and_unseeded_ones_differ() -> None:
+    a = Ids(random.Random(7))
+    b = Ids(random.Random(7))
+    assert [a.next() for _ in range(3000)] == [b.next() for _ in range(3000)]
+    assert {Ids().next() for _ in range(50)}.__len__() == 50
 
 
 # -- the acker -------------------------------------------------------------------------

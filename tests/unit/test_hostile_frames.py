@@ -99,6 +99,8 @@ def test_garbage_frames_are_dropped_and_counted(frame: bytes, caplog: pytest.Log
     ([1, 1, 0, "values", None], "tuples are not a list"),
     ([1, 1, 0, [[1], [2]], [{1: 2}]], "one entry or two ids per tuple"),
     ([1, 1, 0, [[1]], {"r": 1}], "one entry or two ids per tuple"),
+    ([1, 1, 0, [[1], [2]], bytes(16)], "16 bytes (two ids) per tuple"),
+    ([1, 1, 0, [[1]], bytes(17)], "16 bytes (two ids) per tuple"),
 ])
 def test_malformed_groups_are_dropped_beside_good_ones(group: Any, problem: str) -> None:
     w, mine, _other, sid = make_worker()
