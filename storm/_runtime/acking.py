@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AckTracker",
     "AckerBolt",
+    "AckerIntake",
     "AckerTrees",
     "Ids",
     "TreeState",
@@ -250,6 +251,59 @@ class AckerTrees:
         for root, entry in self.pending.rotate().items():
             if entry.task:
                 self.on_result(entry.task, root, False)
+
+
+class AckerIntake:
+    """What other workers send a local acker task (acks, inits, fails), folded
+    into its trees as the batch is decoded: no Tuple, no queue, no execute.
+
+    `take(meta, values_list)` is called once per received group; a group of
+    another stream returns False (it then goes to the acker's inbox). A value
+    that is not an acker message is counted as the executor would count an
+    error in execute, and the rest of the group is still folded."""
+
+    def __init__(self, trees: AckerTrees, stats: Any,
+                 on_error: Callable[[BaseException, str], None]) -> None:
+        self.trees = trees
+        self.stats = stats
+        self.on_error = on_error
+
+    def take(self, stream: str, values_list: list[Any]) -> bool:
+        trees = self.trees
+        if stream == ACK_ACK:
+            for values in values_list:
+                if _ids(values, 2):
+                    trees.fold(values[0], values[1], 0)
+                else:
+                    self._bad(stream, values)
+        elif stream == ACK_INIT:
+            for values in values_list:
+                if _ids(values, 3):
+                    trees.fold(values[0], values[1], values[2])
+                else:
+                    self._bad(stream, values)
+        elif stream == ACK_FAIL:
+            for values in values_list:
+                if _ids(values, 1):
+                    trees.fail(values[0])
+                else:
+                    self._bad(stream, values)
+        else:
+            return False
+        self.stats.executed += len(values_list)
+        return True
+
+    def _bad(self, stream: str, values: Any) -> None:
+        self.on_error(TypeError(f"the acker got {values!r:.80} on stream '{stream}', which is not "
+                                "a list of tuple-tree ids (sent by something other than a worker?)"),
+                      "execute")
+
+
+def _ids(values: Any, n: int) -> bool:
+    """Whether `values` is a list of `n` ints (an acker message's shape)."""
+    if type(values) is not list or len(values) != n:
+        return False
+    return all(type(v) is int for v in values)
 
 
 class AckerBolt(Bolt):

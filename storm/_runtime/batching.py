@@ -238,8 +238,13 @@ class FrameDrops:
 
 
 def decode_frames(frames: list[bytes], streams: list[StreamMeta],
-                  append_get: Callable[[int], Any], max_frame: int, drops: FrameDrops) -> int:
+                  append_get: Callable[[int], Any], max_frame: int, drops: FrameDrops,
+                  takers: dict[int, Any] | None = None) -> int:
     """Turn tuple batch frames into tuples in the local inboxes; returns how many.
+
+    `takers`: task -> an object whose `take(stream, values_list)` handles a
+    whole group itself (True) or leaves it to the inbox (False): the ackers'
+    intake (acking.AckerIntake).
 
     Dropped (and counted in `drops`): a frame over `max_frame` bytes, one that
     is not msgpack, not a batch, a group of the wrong shape (checked per group,
@@ -272,6 +277,12 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
             src = group[1]
             values_list: list[Any] = group[3]
             trees: Any = group[4]
+            if takers:
+                taker = takers.get(task)
+                if taker is not None and trees is None and taker.take(streams[group[2]].stream,
+                                                                       values_list):
+                    n += len(values_list)
+                    continue
             app = append_get(task)
             if app is None:
                 drops.unknown_task_tuples += len(values_list)

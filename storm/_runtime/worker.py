@@ -17,7 +17,7 @@ from .._acking import ACK_ACK, ACKER
 from .._errors import SerializationError
 from .._topology import TopologySpec
 from .._tuple import Tuple
-from .acking import AckTracker, Ids
+from .acking import AckerIntake, AckTracker, Ids
 from .batching import FrameDrops, Outbox, decode_frames
 from .executor import BoltExecutor, Executor, SpoutExecutor
 from .hooks import HookFactory
@@ -88,6 +88,7 @@ class Worker:
                 self.executors[t] = ex
                 self.inboxes[t] = ex.inbox
         self.spout_tasks: dict[int, SpoutExecutor] = {sp.task_id: sp for sp in self.spouts}
+        self.takers: dict[int, AckerIntake] = {}
         self._local_inbox_get = self.inboxes.get
         self.local_append = {t: ib.append for t, ib in self.inboxes.items()}
         self._wire_tracker()
@@ -101,6 +102,11 @@ class Worker:
         tr.finish = self._finish
         tr.local_ackers = {ex.task_id: (ex.stats, ex.instance.trees) for ex in self.bolts
                            if ex.cdef.system and ex.component == ACKER}
+        # Other workers' acks for a local acker fold as they are decoded (an
+        # acker with hooks keeps the executor path, where hooks are told).
+        self.takers = {ex.task_id: AckerIntake(ex.instance.trees, ex.stats, ex.record_error)
+                       for ex in self.bolts
+                       if ex.cdef.system and ex.component == ACKER and ex.hooks is None}
         for ex in self.executors.values():
             tr.fail_sids[ex.task_id] = ex.fail_sid
             if isinstance(ex, SpoutExecutor):
@@ -161,7 +167,7 @@ class Worker:
         """Turn tuple batch frames into tuples in the local inboxes (hostile
         input is dropped and counted, see batching.decode_frames)."""
         return decode_frames(frames, self.streams, self.local_append.get, self.max_frame_bytes,
-                             self.drops)
+                             self.drops, self.takers)
 
     @property
     def dropped_frames(self) -> int:

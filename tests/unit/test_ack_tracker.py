@@ -108,3 +108,26 @@ def test_a_fail_of_a_local_tree_drops_the_acks_folded_for_it() -> None:
     tr.flush()
     assert out == [("finish", SPOUT, r, False)]
     assert not tr.has_acks and not tr.pending and not tr.inits
+
+
+# -- the acker's intake of other workers' messages ------------------------------------
+
+def test_intake_folds_acks_inits_and_fails_and_counts_bad_messages() -> None:
+    from storm._acking import ACK_ACK, ACK_FAIL, ACK_INIT
+    from storm._runtime.acking import AckerIntake, AckerTrees
+    from storm._runtime.stats import TaskStats
+
+    results: list[tuple[int, int, bool]] = []
+    errors: list[str] = []
+    trees = AckerTrees(lambda task, root, ok: results.append((task, root, ok)))
+    stats = TaskStats()
+    intake = AckerIntake(trees, stats, lambda exc, where: errors.append(f"{where}: {type(exc).__name__}"))
+    a, b = ROOTS[0], ROOTS[1]
+    assert intake.take(ACK_ACK, [[a, 5], "junk", [b, 3], [a]])
+    assert intake.take(ACK_INIT, [[a, 5, SPOUT], [b, 7, SPOUT]])
+    assert results == [(SPOUT, a, True)] and b in trees.pending
+    assert intake.take(ACK_FAIL, [[b]])
+    assert results == [(SPOUT, a, True), (SPOUT, b, False)] and len(trees.pending) == 0
+    assert errors == ["execute: TypeError", "execute: TypeError"]
+    assert stats.executed == 7
+    assert not intake.take("__tick", [[1]])  # not an acker message: left to the executor
