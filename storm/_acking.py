@@ -8,7 +8,7 @@ timeouts) is the runtime's, in storm._runtime.acking."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._component import Bolt
 from ._errors import StormError
@@ -16,12 +16,13 @@ from ._errors import StormError
 if TYPE_CHECKING:
     from ._tuple import Tuple
 
-ACKER = "__acker"
-ACK_INIT = "__ack_init"  # spout -> acker: [root, xor of edges, spout task]
-ACK_ACK = "__ack_ack"  # any -> acker: [root, xor]
-ACK_FAIL = "__ack_fail"  # any -> acker: [root]
-ACK_RESULT = "__ack_result"  # acker -> spout: [root, ok]
-ROTATING_BUCKETS = 3
+# Final: the compiled core inlines them (no module lookup per tuple).
+ACKER: Final = "__acker"
+ACK_INIT: Final = "__ack_init"  # spout -> acker: [root, xor of edges, spout task]
+ACK_ACK: Final = "__ack_ack"  # any -> acker: [root, xor]
+ACK_FAIL: Final = "__ack_fail"  # any -> acker: [root]
+ACK_RESULT: Final = "__ack_result"  # acker -> spout: [root, ok]
+ROTATING_BUCKETS: Final = 3
 
 
 class AckerDeclaration(Bolt):

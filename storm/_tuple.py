@@ -7,11 +7,13 @@ everything that is the same for every tuple of a stream."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
-TICK_STREAM = "__tick"
-SYSTEM_COMPONENT = "__system"
-DEFAULT_STREAM = "default"
+# Final: the compiled core inlines them or reads them from a C static, not
+# from the module's dict at each tuple.
+TICK_STREAM: Final = "__tick"
+SYSTEM_COMPONENT: Final = "__system"
+DEFAULT_STREAM: Final = "default"
 
 
 class StreamMeta:
@@ -35,7 +37,7 @@ class StreamMeta:
         return f"StreamMeta({self.component!r}, {self.stream!r}, {self.fields!r})"
 
 
-TICK_META = StreamMeta(SYSTEM_COMPONENT, TICK_STREAM, ("rate_secs",), -1)
+TICK_META: Final = StreamMeta(SYSTEM_COMPONENT, TICK_STREAM, ("rate_secs",), -1)
 
 
 def roots_of(root: Any, edge: Any, more: dict[Any, Any] | None) -> Any:

@@ -22,7 +22,7 @@ import random
 import sys
 from array import array
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._acking import ACK_ACK, ACK_FAIL, ACK_INIT, ACK_RESULT, ROTATING_BUCKETS
 from .._component import Bolt
@@ -42,15 +42,15 @@ __all__ = [
     "anchor",
 ]
 
-UINT64_MAX = (1 << 64) - 1
-ID_BITS = 62
-_POOL = 1024  # ids drawn from the generator at once
-_MISSING: Any = object()
+UINT64_MAX: Final = (1 << 64) - 1
+ID_BITS: Final = 62
+_POOL: Final = 1024  # ids drawn from the generator at once
+_MISSING: Final[Any] = object()
 # Zeroes the top two bits of each id's most significant byte (ids below 2**62).
-_TOP_MASK = bytes(b & 0x3F for b in range(256))
-_TOP_BYTE = 7 if sys.byteorder == "little" else 0
-_ZERO_ID = bytes(8)
-_WORD = "L" if array("L").itemsize == 8 else "Q"  # 64 bits (see batching._WORD)
+_TOP_MASK: Final = bytes(b & 0x3F for b in range(256))
+_TOP_BYTE: Final = 7 if sys.byteorder == "little" else 0
+_ZERO_ID: Final = bytes(8)
+_WORD: Final = "L" if array("L").itemsize == 8 else "Q"  # 64 bits (see batching._WORD)
 
 
 class Ids:

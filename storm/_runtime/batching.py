@@ -23,7 +23,7 @@ import sys
 from array import array
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from .._errors import SerializationError, StormError
 from .._serialization import KIND_TUPLES, check_group, describe_unencodable, pack, unpack
@@ -33,16 +33,16 @@ from .transport import Transport
 __all__ = ["ONE_TREE", "PLAIN", "TREES", "Outbox", "decode_frames"]
 
 # The kinds of outgoing group: tuples outside any tree, in one tree each, in several.
-PLAIN = 0
-ONE_TREE = 1
-TREES = 2
+PLAIN: Final = 0
+ONE_TREE: Final = 1
+TREES: Final = 2
 
 log = logging.getLogger("storm.worker")
-_SWAP = sys.byteorder != "little"  # the wire's ids are little-endian
+_SWAP: Final = sys.byteorder != "little"  # the wire's ids are little-endian
 # An unsigned 64-bit typecode: "L" (C unsigned long) where it is 64 bits, as on
 # 64-bit Linux and macOS, since CPython converts those with a loop over the
 # int's digits, where "Q" goes through the general byte-array conversion.
-_WORD = "L" if array("L").itemsize == 8 else "Q"
+_WORD: Final = "L" if array("L").itemsize == 8 else "Q"
 
 
 def pack_ids(ids: list[Any]) -> bytes | None:

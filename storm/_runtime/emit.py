@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._serialization import check_values
 from .._tuple import DEFAULT_STREAM, Tuple, roots_of
@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BoltCollector", "SpoutCollector"]
 
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 64) - 1
-_CACHE_MAX = 65536  # keys cached per task before the cache starts afresh
+_INT_MIN: Final = -(1 << 63)
+_INT_MAX: Final = (1 << 64) - 1
+_CACHE_MAX: Final = 65536  # keys cached per task before the cache starts afresh
 
 
 class Delivery:

@@ -12,7 +12,7 @@ import logging
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._acking import ACK_FAIL, ACK_INIT, ACK_RESULT, ACKER, ROTATING_BUCKETS
 from .._component import BasicBolt, Bolt, FailedException, Spout
@@ -35,8 +35,8 @@ log = logging.getLogger("storm.worker")
 # What the runtime binds onto a user's instance, unless its class defines its
 # own (a stateful or windowed bolt routes acks or anchors itself, and calls the
 # task's collector for the real thing).
-_BOLT_BINDINGS = ("emit", "ack", "fail")
-_SPOUT_BINDINGS = ("emit",)
+_BOLT_BINDINGS: Final = ("emit", "ack", "fail")
+_SPOUT_BINDINGS: Final = ("emit",)
 
 
 class Executor:

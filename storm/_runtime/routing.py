@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import EmitError
 from .._grouping import make_chooser
@@ -25,15 +25,15 @@ if TYPE_CHECKING:
 __all__ = ["FAST_TYPES", "Route", "build_routes", "check_emit", "check_fast", "choose",
            "topological_order", "undeclared_stream"]
 
-FAST_TYPES: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
-INT_MIN = -(1 << 63)  # msgpack encodes ints in [-2**63, 2**64)
-INT_MAX = (1 << 64) - 1
-_EMPTY: tuple[int, ...] = ()
+FAST_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None), bytes})
+INT_MIN: Final = -(1 << 63)  # msgpack encodes ints in [-2**63, 2**64)
+INT_MAX: Final = (1 << 64) - 1
+_EMPTY: Final[tuple[int, ...]] = ()
 
 # How an emit picks tasks without a Python-level chooser call where it can.
-BY_CALL = 0  # call route.choose(values)
-BY_KEY = 1  # look values[key_index] up in route.table (fields grouping on one field)
-BY_CYCLE = 2  # call the C-level iterator route.next (shuffle, all, global, none)
+BY_CALL: Final = 0  # call route.choose(values)
+BY_KEY: Final = 1  # look values[key_index] up in route.table (fields grouping on one field)
+BY_CYCLE: Final = 2  # call the C-level iterator route.next (shuffle, all, global, none)
 
 
 class Route:

@@ -5,12 +5,12 @@ tasks (storm._metrics does)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["MAX_ERRORS_KEPT", "MAX_ERRORS_PER_SEC", "TaskStats"]
 
-MAX_ERRORS_KEPT = 20
-MAX_ERRORS_PER_SEC = 10
+MAX_ERRORS_KEPT: Final = 20
+MAX_ERRORS_PER_SEC: Final = 10
 
 
 class TaskStats:
