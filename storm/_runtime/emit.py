@@ -200,10 +200,20 @@ class BoltCollector(Collector):
             a: Tuple
             if type(anchors) is Tuple:
                 a = anchors
-            elif len(anchors) == 1 and type(anchors[0]) is Tuple:
-                a = anchors[0]
             else:
-                return self.checked_emit(values, stream, anchors, direct_task)
+                # One anchor in a tuple or a list (typed, so the item is read directly).
+                first: Any = None
+                if type(anchors) is tuple:
+                    at: tuple[Any, ...] = anchors
+                    if len(at) == 1:
+                        first = at[0]
+                elif type(anchors) is list:
+                    al: list[Any] = anchors
+                    if len(al) == 1:
+                        first = al[0]
+                if type(first) is not Tuple:
+                    return self.checked_emit(values, stream, anchors, direct_task)
+                a = first
             ar = a.root
             if ar is not None:
                 if a.more is not None:  # an anchor in several trees
