@@ -293,6 +293,13 @@ class AckerIntake:
         self.stats.executed += len(values_list)
         return True
 
+    def take_acks(self, ids: list[Any]) -> None:
+        """Fold another worker's packed acks: [root, value, root, value, ...]."""
+        fold = self.trees.fold
+        for i in range(0, len(ids) - 1, 2):
+            fold(ids[i], ids[i + 1], 0)
+        self.stats.executed += len(ids) // 2
+
     def _bad(self, stream: str, values: Any) -> None:
         self.on_error(TypeError(f"the acker got {values!r:.80} on stream '{stream}', which is not "
                                 "a list of tuple-tree ids (sent by something other than a worker?)"),
@@ -366,6 +373,9 @@ class AckTracker:
         # acker task of this worker -> (its executor's stats, its trees)
         self.local_ackers: dict[int, tuple[Any, AckerTrees]] = {}
         self.deliver: Callable[[int, list[Any], int, int], None] | None = None
+        # Folded acks for an acker of another worker, [root, value, ...] per
+        # acker task: sent packed with the next frame to that worker.
+        self.send_acks: Callable[[int, list[Any]], None] | None = None
         self.finish: Callable[[int, Any, bool], None] | None = None
         # Any local task that declares the ack stream carries folded acks (the
         # acker reads only the values): (stream id, task), set by the worker.
@@ -490,6 +500,7 @@ class AckTracker:
         deliver = self.deliver
         assert finish is not None and deliver is not None
         local_ackers = self.local_ackers
+        remote: dict[int, list[Any]] = {}
         for root, value in items:
             spout_task = 0
             if inits:
@@ -512,5 +523,17 @@ class AckTracker:
                 stats.executed += 1
             elif spout_task:
                 deliver(acker, [root, value, spout_task], self.init_sids[spout_task], spout_task)
-            else:
+            elif self.send_acks is None:
                 deliver(acker, [root, value], self.ack_sid, self.ack_src)
+            else:
+                flat = remote.get(acker)
+                if flat is None:
+                    remote[acker] = [root, value]
+                else:
+                    flat.append(root)
+                    flat.append(value)
+        if remote:
+            send = self.send_acks
+            assert send is not None
+            for acker, flat in remote.items():
+                send(acker, flat)

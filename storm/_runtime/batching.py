@@ -10,8 +10,12 @@ per tuple: one copy for the batch, where msgpack would look at each int); or
 ``[[root, edge, root, edge, ...], ...]`` (one flat list per tuple) for tuples
 anchored into several. While queued, a one-tree group holds its ids as a list
 ``[root, edge, root, edge, ...]``, the form sent when they cannot be packed. A frame is
-``[KIND_TUPLES, [group, ...]]``. Hostile or broken frames are dropped and
-counted, never raised.
+``[KIND_TUPLES, [group, ...]]``, or ``[KIND_TUPLES, [group, ...], acks]`` when
+the sending worker folded acks for ackers of the destination worker: ``acks``
+is ``[[acker task, packed], ...]``, ``packed`` the (root, value) pairs of the
+ack stream as 64-bit words, 16 bytes per ack (one message per tree and pass,
+see acking.AckTracker). Hostile or broken frames are dropped and counted,
+never raised.
 
 This module owns the wire shape of tuples; it knows nothing of routing or
 acking (a tuple that cannot be encoded is handed back to `on_unencodable`)."""
@@ -73,6 +77,8 @@ class Outbox:
                  batch_size: int, transport: Transport | None,
                  on_unencodable: Callable[[int, SerializationError, Any], None]) -> None:
         self.groups: list[list[list[Any]]] = [[] for _ in range(nworkers)]
+        # Per destination worker: acker task -> flat [root, value, ...] folded acks.
+        self.acks: list[dict[int, list[Any]]] = [{} for _ in range(nworkers)]
         self.index: dict[tuple[int, int, int, int], list[Any]] = {}
         self.blocked: list[deque[bytes]] = [deque() for _ in range(nworkers)]
         self.task_worker = task_worker
@@ -118,15 +124,29 @@ class Outbox:
         if ordered or len(vals) >= self.batch_size:
             self.flush(self.task_worker[task])
 
+    def put_acks(self, acker: int, flat: list[Any]) -> None:
+        """Queue folded acks ([root, value, ...]) for a remote acker task."""
+        pending = self.acks[self.task_worker[acker]]
+        queued = pending.get(acker)
+        if queued is None:
+            pending[acker] = flat
+        else:
+            queued.extend(flat)
+
     def flush(self, w: int) -> None:
         """Send worker `w` one frame of everything queued for it."""
         batch = [g for g in self.groups[w] if g[3]]
-        if not batch:
+        acks = self.acks[w]
+        if not batch and not acks:
             return
+        msg: list[Any] = [KIND_TUPLES, [_wire_group(g) for g in batch]]
+        if acks:
+            msg.append(_wire_acks(acks))
+            self.acks[w] = {}
         try:
-            data = pack([KIND_TUPLES, [_wire_group(g) for g in batch]])
+            data = pack(msg)
         except (TypeError, ValueError, OverflowError):
-            data = self._pack_salvaging(batch)
+            data = self._pack_salvaging(batch, msg[2] if len(msg) == 3 else None)
         for g in batch:
             g[3].clear()
             if g[4] is not None:
@@ -139,6 +159,9 @@ class Outbox:
 
     def flush_all(self) -> None:
         for w, groups in enumerate(self.groups):
+            if self.acks[w]:
+                self.flush(w)
+                continue
             for g in groups:
                 if g[3]:
                     self.flush(w)
@@ -159,7 +182,7 @@ class Outbox:
     def any_blocked(self) -> bool:
         return any(self.blocked)
 
-    def _pack_salvaging(self, batch: list[list[Any]]) -> bytes:
+    def _pack_salvaging(self, batch: list[list[Any]], acks: list[Any] | None) -> bytes:
         """A batch failed to encode: find the bad tuples, hand them back, send the rest."""
         good_groups = []
         for task, src, sid, values_list, trees in batch:
@@ -188,7 +211,17 @@ class Outbox:
                         good_trees.append(trees[i])
             if good_values:
                 good_groups.append(_wire_group([task, src, sid, good_values, good_trees]))
-        return pack([KIND_TUPLES, good_groups])
+        return pack([KIND_TUPLES, good_groups] if acks is None else [KIND_TUPLES, good_groups, acks])
+
+
+def _wire_acks(acks: dict[int, list[Any]]) -> list[Any]:
+    """Queued acks as they go on the wire: [[acker task, packed pairs], ...]."""
+    out: list[Any] = []
+    for task, flat in acks.items():
+        packed = pack_ids(flat)
+        if packed is not None:
+            out.append([task, packed])
+    return out
 
 
 def _wire_group(g: list[Any]) -> list[Any]:
@@ -239,12 +272,14 @@ class FrameDrops:
 
 def decode_frames(frames: list[bytes], streams: list[StreamMeta],
                   append_get: Callable[[int], Any], max_frame: int, drops: FrameDrops,
-                  takers: dict[int, Any] | None = None) -> int:
+                  takers: dict[int, Any] | None = None, ack_meta: StreamMeta | None = None) -> int:
     """Turn tuple batch frames into tuples in the local inboxes; returns how many.
 
     `takers`: task -> an object whose `take(stream, values_list)` handles a
-    whole group itself (True) or leaves it to the inbox (False): the ackers'
-    intake (acking.AckerIntake).
+    whole group itself (True) or leaves it to the inbox (False), and whose
+    `take_acks(ids)` folds a frame's packed acks: the ackers' intake
+    (acking.AckerIntake). Packed acks for an acker without one become tuples
+    of `ack_meta` in its inbox.
 
     Dropped (and counted in `drops`): a frame over `max_frame` bytes, one that
     is not msgpack, not a batch, a group of the wrong shape (checked per group,
@@ -260,7 +295,7 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
         except Exception as exc:
             drops.drop(frame, f"undecodable: {type(exc).__name__}: {exc}")
             continue
-        if type(msg) is not list or len(msg) != 2 or type(msg[1]) is not list:
+        if type(msg) is not list or len(msg) not in (2, 3) or type(msg[1]) is not list:
             drops.drop(frame, "not a [kind, payload] list")
             continue
         kind = msg[0]
@@ -315,4 +350,36 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
                     drops.drop(frame, f"{bad} tuple(s) whose trees are not [root, edge, ...] lists")
                 n -= bad
             n += len(values_list)
+        if len(msg) == 3:
+            n += _decode_acks(frame, msg[2], append_get, takers, ack_meta, drops)
+    return n
+
+
+def _decode_acks(frame: bytes, acks: Any, append_get: Callable[[int], Any],
+                 takers: dict[int, Any] | None, ack_meta: StreamMeta | None,
+                 drops: FrameDrops) -> int:
+    """Fold a frame's packed acks into their ackers; returns how many."""
+    if type(acks) is not list:
+        drops.drop(frame, "its acks are not a list")
+        return 0
+    n = 0
+    for entry in acks:
+        if (type(entry) is not list or len(entry) != 2 or type(entry[0]) is not int
+                or type(entry[1]) is not bytes or len(entry[1]) % 16):
+            drops.drop(frame, "an entry of its acks is not [acker task, 16 bytes per ack]")
+            continue
+        task: int = entry[0]
+        ids = unpack_ids(entry[1])
+        taker = takers.get(task) if takers else None
+        if taker is not None:
+            taker.take_acks(ids)
+        else:
+            app = append_get(task)
+            if app is None or ack_meta is None:
+                drops.unknown_task_tuples += len(ids) // 2
+                drops.drop(frame, f"acks addressed to task {task}, which is not an acker in this worker")
+                continue
+            for i in range(0, len(ids), 2):
+                app(Tuple([ids[i], ids[i + 1]], ack_meta, 0))
+        n += len(ids) // 2
     return n

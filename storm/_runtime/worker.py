@@ -16,7 +16,7 @@ from typing import Any
 from .._acking import ACK_ACK, ACKER
 from .._errors import SerializationError
 from .._topology import TopologySpec
-from .._tuple import Tuple
+from .._tuple import StreamMeta, Tuple
 from .acking import AckerIntake, AckTracker, Ids
 from .batching import FrameDrops, Outbox, decode_frames
 from .executor import BoltExecutor, Executor, SpoutExecutor
@@ -89,6 +89,7 @@ class Worker:
                 self.inboxes[t] = ex.inbox
         self.spout_tasks: dict[int, SpoutExecutor] = {sp.task_id: sp for sp in self.spouts}
         self.takers: dict[int, AckerIntake] = {}
+        self.ack_meta: StreamMeta | None = None  # an ack stream's meta (packed acks for an acker with hooks)
         self._local_inbox_get = self.inboxes.get
         self.local_append = {t: ib.append for t, ib in self.inboxes.items()}
         self._wire_tracker()
@@ -116,6 +117,10 @@ class Worker:
         if carrier is not None:
             tr.ack_sid = self.spec.stream_ids[(carrier.component, ACK_ACK)]
             tr.ack_src = carrier.task_id
+            self.ack_meta = self.streams[tr.ack_sid]
+        if self.transport is not None:
+            # Acks for another worker's acker travel packed in the frame to it.
+            tr.send_acks = self.outbox.put_acks
 
     def setup(self) -> None:
         """Call prepare/open on every executor (bolts first, as Storm does)."""
@@ -167,7 +172,7 @@ class Worker:
         """Turn tuple batch frames into tuples in the local inboxes (hostile
         input is dropped and counted, see batching.decode_frames)."""
         return decode_frames(frames, self.streams, self.local_append.get, self.max_frame_bytes,
-                             self.drops, self.takers)
+                             self.drops, self.takers, self.ack_meta)
 
     @property
     def dropped_frames(self) -> int:

@@ -187,3 +187,54 @@ def test_a_header_claiming_4_gib_is_refused_without_allocating_it(header: bytes)
     assert w.receive([frame, batch([mine, 1, sid, [["ok"]], None])]) == 1
     assert inbox_values(w, mine) == [["ok"]]
     assert w.dropped_frames == 1
+
+
+# -- acks packed in a frame (storm._runtime.batching: [KIND_TUPLES, groups, acks]) -------
+
+def acker_worker() -> tuple[Worker, int]:
+    """Worker 0 of 2 with acking on (one acker per worker); returns it and its acker task."""
+    spec = Pair.build({"topology.workers": 2, "topology.acker.executors": 2})
+    assignment = spec.assign(2)
+    worker = Worker(spec, assignment, 0, None)
+    acker = next(t for t in spec.components["__acker"].tasks if assignment[t] == 0)
+    return worker, acker
+
+
+def test_packed_acks_fold_into_the_acker_and_bad_entries_are_dropped() -> None:
+    from storm._runtime.batching import pack_ids
+
+    w, acker = acker_worker()
+    trees = w.takers[acker].trees
+    root = (1 << 61) + 5
+    good = [acker, pack_ids([root, 7, root, 9])]
+    frame = pack([KIND_TUPLES, [], [good, [acker, b"short"], ["x", bytes(16)], [10**6, bytes(16)]]])
+    assert w.receive([frame, pack([KIND_TUPLES, [], "acks"])]) == 2
+    assert trees.pending.get(root).xor == 7 ^ 9
+    assert w.dropped_frames == 4  # two bad entries and an unknown task in the first frame; the second
+    assert w.executors[acker].stats.executed == 2
+
+
+def test_acks_cross_between_two_workers_packed_and_complete_the_tree() -> None:
+    from storm._runtime import MemoryTransport
+    from storm._tuple import StreamMeta
+
+    spec = Pair.build({"topology.workers": 2, "topology.acker.executors": 2})
+    assignment = spec.assign(2)
+    transport = MemoryTransport(2)
+    workers = [Worker(spec, assignment, i, transport) for i in range(2)]
+    a0 = next(t for t in spec.components["__acker"].tasks if assignment[t] == 0)
+    trees = workers[0].takers[a0].trees
+    results: list[Any] = []
+    trees.on_result = lambda task, root, ok: results.append((task, root, ok))
+    tracker = workers[1].tracker
+    root = tracker.place_root((1 << 61) + 12345, tracker.ackers.index(a0))  # a tree of worker 0's acker
+    trees.fold(root, 3 ^ 5, 99)  # the spout's init, in worker 0
+    meta = StreamMeta("src", "default", ("n",), 0)
+    for edge in (3, 5):  # two tuples of the tree acked in worker 1
+        tracker.ack(Tuple([1], meta, 1, root, edge))
+    tracker.flush()
+    workers[1].flush_all()
+    frames = transport.take(0)
+    assert len(frames) == 1 and len(unpack(frames[0])) == 3  # one frame, the acks packed in it
+    workers[0].receive(frames)
+    assert results == [(99, root, True)]
