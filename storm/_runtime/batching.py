@@ -244,9 +244,13 @@ def _tuple_of(values: Any, meta: StreamMeta, src: int, trees: Any, i: int,
     return _several(values, meta, src, trees[i])
 
 
+def _all_ints(ids: list[Any]) -> bool:
+    return all(type(i) is int for i in ids)
+
+
 def _several(values: Any, meta: StreamMeta, src: int, flat: Any) -> Tuple | None:
     """A tuple in several trees from its flat [root, edge, ...] (None: malformed)."""
-    if type(flat) is not list or len(flat) < 4 or len(flat) % 2:
+    if type(flat) is not list or len(flat) < 4 or len(flat) % 2 or not _all_ints(flat):
         return None
     more = {}
     for j in range(2, len(flat), 2):
@@ -334,6 +338,9 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
                     app(Tuple(values, meta, src, ids[i], ids[i + 1]))
                     i += 2
             elif len(trees) == 2 * len(values_list):  # the ids unpacked (see _wire_group)
+                if not _all_ints(trees):
+                    drops.drop(frame, "a group's tree ids are not all ints")
+                    continue
                 i = 0
                 for values in values_list:
                     app(Tuple(values, meta, src, trees[i], trees[i + 1]))

@@ -238,3 +238,12 @@ def test_acks_cross_between_two_workers_packed_and_complete_the_tree() -> None:
     assert len(frames) == 1 and len(unpack(frames[0])) == 3  # one frame, the acks packed in it
     workers[0].receive(frames)
     assert results == [(99, root, True)]
+
+
+def test_tree_ids_that_are_not_ints_are_dropped() -> None:
+    w, mine, _other, sid = make_worker()
+    frames = [batch([mine, 1, sid, [["a"]], ["root", 1]]),  # one tree, ids as a list
+              batch([mine, 1, sid, [["b"]], [[1, 2, "3", 4]]])]  # several trees
+    assert w.receive(frames) == 0
+    assert inbox_values(w, mine) == []
+    assert w.dropped_frames == 2
