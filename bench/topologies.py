@@ -208,23 +208,12 @@ class ExactReliableCountBolt(_CountsAtClose, ReliableCountBolt):
 # -- the same with BasicBolt (Storm's BaseBasicBolt, as storm-starter's word
 # count is written): the input is the implicit anchor and is acked on return.
 
-class BasicSplitBolt(BasicBolt):
-    outputs = ["word"]
-
-    def execute(self, tup: Any) -> None:
-        emit = self.emit
-        for word in tup.values[0].split():
-            emit([word])
+class BasicSplitBolt(SplitBolt, BasicBolt):
+    pass
 
 
-class BasicCountBolt(BasicBolt):
-    def prepare(self, conf: dict[str, Any], context: Any) -> None:
-        self.counts: dict[str, int] = {}
-
-    def execute(self, tup: Any) -> None:
-        w = tup.values[0]
-        counts = self.counts
-        counts[w] = counts.get(w, 0) + 1
+class BasicCountBolt(CountBolt, BasicBolt):
+    pass
 
 
 class ExactBasicCountBolt(_CountsAtClose, BasicCountBolt):
