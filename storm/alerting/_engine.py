@@ -34,7 +34,7 @@ from ._panes import (
     store_bytes,
     store_of_pane,
 )
-from ._rules import Rule, RuleSet
+from ._rules import OPS, Rule, RuleSet
 from ._sequence import SequenceMatcher
 
 FIRING = "firing"
@@ -415,6 +415,12 @@ class RuleEngine:
         lo = e - rs.span
         states = rs.keys
         get = states.get
+        # A threshold's check inlined (most evaluations): the aggregate of [e - W, e).
+        threshold = rs.kind == "threshold"
+        mode, agg, K, q = rs.mode, rs.agg, rs.K, rs.q
+        first = e - rs.W
+        cmp, limit = OPS[rule.condition.op], rule.condition.value
+        empty = 0.0 if mode == 0 else None  # the aggregate of an empty window
         for key in keys:
             st = get(key)
             if st is None:
@@ -424,11 +430,27 @@ class RuleEngine:
             firing = st[0] == 1.0
             fired_at = st[1]
             cooled = fired_at != fired_at or end - fired_at >= cooldown
-            # Nothing in the window and nothing firing: nothing can change.
-            if len(st) == H and not firing and not rs.empty_holds and cooled:
-                del states[key]
-                continue
-            holds, value, detail = self._check(rs, st, e)
+            if len(st) == H:
+                # Nothing in the window and nothing firing: nothing can change.
+                if not firing and not rs.empty_holds and cooled:
+                    del states[key]
+                    continue
+                if threshold:
+                    value = empty
+                    holds = value is not None and cmp(value, limit)
+                    detail = rs.detail
+                else:
+                    holds, value, detail = self._check(rs, st, e)
+            elif threshold:
+                if mode == 4:
+                    assert q is not None
+                    value = flat_quantile(st, first, e, q, rs.stores)
+                else:
+                    value = flat_aggregate(mode, agg, st, K, first, e)
+                holds = value is not None and cmp(value, limit)
+                detail = rs.detail
+            else:
+                holds, value, detail = self._check(rs, st, e)
             if holds and not firing:
                 if not cooled:
                     self.suppressed += 1
