@@ -174,7 +174,7 @@ class _RuleState:
 
     __slots__ = ("rule", "kind", "keys", "L", "W", "S", "span", "agg", "q", "exact", "field",
                  "due", "heap", "next_e", "next_end", "matcher", "mode", "empty_holds", "detail",
-                 "K", "tail", "stores", "nsid")
+                 "K", "tail", "blank", "stores", "nsid")
 
     def __init__(self, rule: Rule) -> None:
         cond = rule.condition
@@ -199,6 +199,7 @@ class _RuleState:
             self.mode = {"count": 0, "sum": 1, "avg": 1, "min": 2, "max": 3}.get(self.agg, 0)
         self.K = STRIDE[self.mode]  # floats per pane in a key's array
         self.tail = TAIL[self.mode]
+        self.blank = array("d", (0.0, *self.tail))
         # Quantile rules: each pane's values (raw, bins, packed bins) by store id.
         self.stores: dict[int, Store] = {}
         self.nsid = 0
@@ -300,8 +301,8 @@ class RuleEngine:
         n = len(st)
         if n == H or st[n - K] < idx:
             p = n
-            st.append(idx)
-            st.extend(rs.tail)
+            st.extend(rs.blank)  # one copy of a blank pane, then its index
+            st[p] = idx
             new = True
         elif st[n - K] == idx:
             p = n - K
@@ -426,7 +427,13 @@ class RuleEngine:
             if st is None:
                 continue
             if len(st) > H and st[H] < lo:
-                self._evict(rs, st, lo)
+                if mode == 4:
+                    self._evict(rs, st, lo)
+                else:
+                    p, n = H + K, len(st)
+                    while p < n and st[p] < lo:
+                        p += K
+                    del st[H:p]
             firing = st[0] == 1.0
             fired_at = st[1]
             cooled = fired_at != fired_at or end - fired_at >= cooldown
