@@ -704,8 +704,21 @@ class RuleEngine:
         if type(st) is _AbsenceKey:
             return [[], None, st.firing, st.fired_at, st.before, [[i, t] for i, t in st.pending.items()], 2]
         ref = st[2]
-        return [[p.dump() for p in _panes_of(rs, st)], None if ref != ref else ref, st[0] == 1.0,
-                _fired_at(st), None, [], 2]
+        if rs.mode == 4:
+            panes = [p.dump() for p in _panes_of(rs, st)]
+        else:  # Pane.dump's layout, written directly (a checkpoint holds every key)
+            K, mode = rs.K, rs.mode
+            panes = []
+            for p in range(H, len(st), K):
+                row: list[Any] = [int(st[p]), int(st[p + 1]), 0.0, 0.0, 0.0, None, None, None, None]
+                if mode == 1 or mode == 5:
+                    row[2], row[3] = st[p + 2], st[p + 3]
+                    if mode == 5:
+                        row[4] = st[p + 4]
+                elif mode == 2 or mode == 3:
+                    row[mode + 3] = st[p + 2]
+                panes.append(row)
+        return [panes, None if ref != ref else ref, st[0] == 1.0, _fired_at(st), None, [], 2]
 
     @staticmethod
     def _key_of_row(rs: _RuleState, row: list[Any]) -> KeyState:
