@@ -1,5 +1,5 @@
 """Evaluating alert rules on event time: per rule and key the panes of its
-window (partial aggregates, _panes.py), evaluated once the watermark passes a
+window (partial aggregates in one flat array, _panes.py), evaluated once the watermark passes a
 window end at which the verdict can change (a pane entering or leaving), absence
 checked at every slide, sequence patterns matched in event-time order
 (_sequence.py), and the fire / resolve state machine with dedup and cooldown.

@@ -1,10 +1,12 @@
 """Window panes: the partial aggregates of one (rule, key) over one slice of
 event time (gcd of window and slide), combined at evaluation into the window's
 count, sum, avg, min, max, quantile or mean ± stddev. Work per event is O(1),
-memory per key O(window / slide) whatever the event rate. Quantiles come from a
-DDSketch per pane (the ``ddsketch`` package), merged at evaluation; a pane keeps
-its first few values raw, so small windows give exact quantiles and a key with
-few events holds no sketch. Owns no rule state and no alert logic (_engine.py)."""
+memory per key O(window / slide) whatever the event rate. Quantiles come from
+DDSketch buckets per pane (the ``ddsketch`` package's mapping), summed at
+evaluation into one DDSketch; a pane keeps its first few values raw, so small
+windows give exact quantiles and a key with few events holds no buckets.
+``Pane`` is a pane's checkpoint form; the engine keeps panes in flat arrays
+(the functions at the end). Owns no rule state and no alert logic (_engine.py)."""
 
 from __future__ import annotations
 
