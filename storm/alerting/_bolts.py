@@ -191,6 +191,7 @@ class RuleMatchBolt(Bolt):
         key0: str | None = None
         others: dict[str, tuple[list[str], list[Any]]] | None = None
         n = 0
+        fields0: tuple[str, ...] | None = None  # the key fields key0 was made of
         for rule, name, field, rest, sequence in candidates:
             if rest and not all(event.get(f) in allowed for f, allowed in rest.items()):
                 continue
@@ -205,7 +206,13 @@ class RuleMatchBolt(Bolt):
                     continue  # the rule aggregates a field this event lacks
             else:
                 value = None
-            key = rule.key_of(event)
+            # Rules keyed by the same fields (most) share the event's key string.
+            if key0 is not None and rule.key == fields0:
+                key = key0
+            else:
+                key = rule.key_of(event)
+                if key0 is None:
+                    fields0 = rule.key
             n += 1
             if key0 is None or key == key0:
                 key0 = key
