@@ -4,7 +4,7 @@ is the wall-clock time the webhook received an alert minus the event time at
 which its condition became true (the end of the window), so it includes the
 watermark lag (rules file `lag`), the watermark interval and the webhook batching.
 
-    python bench/alerting.py [--seconds 20] [--workers 2] [--par 2] [--rules 100] [--keys 10000] [--rate N]
+    python bench/alerting.py [--seconds 20] [--workers 2] [--par 2] [--spouts N] [--rules 100] [--keys 10000] [--rate N]
                              [--profile storm|steady] [--window SECS] [--half-peak]
     python bench/alerting.py --engine [--rounds 3]     # one process: the engine's own cost
 
