@@ -36,7 +36,14 @@ WATERMARK_STREAM = "watermark"
 STATUS_SECS = 1.0
 #: Firing keys per rule an evaluator's status lists (all are counted).
 STATUS_KEYS = 100
+#: An observation tuple: one rule's (``rule`` its name) or, from RuleMatchBolt,
+#: every rule an event matched for one key (``rule`` is BATCH and ``value`` is
+#: ``[names, values]``). A batch keeps the tuples per event at one per key, not
+#: one per rule; grouping on ("rule", "key") then routes by key, so each
+#: (rule, key) still has one evaluator.
 OBSERVATION_FIELDS = ("rule", "key", "ts", "value")
+#: The ``rule`` field of a batch of observations (no rule is named "").
+BATCH = ""
 ALERT_FIELDS = ("id", "rule", "key", "state", "alert")
 
 
@@ -112,8 +119,9 @@ class _RulesFile:
 
 class RuleMatchBolt(Bolt):
     """Matches each event (a dict in field ``event`` or in the first field, else
-    the tuple's fields as a dict) against every rule's filter; emits one observation per matching rule,
-    anchored to the event. Every tick it sends its newest event time to every
+    the tuple's fields as a dict) against every rule's filter; emits one
+    observation tuple per key of the matching rules (a batch of them, see
+    OBSERVATION_FIELDS), anchored to the event. Every tick it sends its newest event time to every
     evaluator task on the ``watermark`` stream."""
 
     # The watermark stream is ordered (Stream.ordered): a watermark must never reach
@@ -176,22 +184,54 @@ class RuleMatchBolt(Bolt):
         candidates = self._always
         if self._by_field is not None:
             candidates = self._index.get(event.get(self._by_field), []) + self._always
-        emit = self.emit
+        # One tuple per key the event's rules are keyed by (usually one), carrying
+        # every matched rule's name and value: see OBSERVATION_FIELDS.
+        names: list[str] = []
+        values: list[Any] = []
+        key0: str | None = None
+        others: dict[str, tuple[list[str], list[Any]]] | None = None
         n = 0
+        fields0: tuple[str, ...] | None = None  # the key fields key0 was made of
         for rule, name, field, rest, sequence in candidates:
             if rest and not all(event.get(f) in allowed for f, allowed in rest.items()):
                 continue
             if sequence is not None:
                 steps = sequence.step_matches(event)
-                if steps:
-                    emit([name, rule.key_of(event), ts, [steps, event.get(sequence.id_field)]], anchors=[tup])
-                    n += 1
-                continue
-            value = event.get(field) if field else None
-            if field and not isinstance(value, (int, float)):
-                continue  # the rule aggregates a field this event lacks
-            emit([name, rule.key_of(event), ts, value], anchors=[tup])
+                if not steps:
+                    continue
+                value: Any = [steps, event.get(sequence.id_field)]
+            elif field:
+                value = event.get(field)
+                if not isinstance(value, (int, float)):
+                    continue  # the rule aggregates a field this event lacks
+            else:
+                value = None
+            # Rules keyed by the same fields (most) share the event's key string.
+            if key0 is not None and rule.key == fields0:
+                key = key0
+            else:
+                key = rule.key_of(event)
+                if key0 is None:
+                    fields0 = rule.key
             n += 1
+            if key0 is None or key == key0:
+                key0 = key
+                names.append(name)
+                values.append(value)
+            else:
+                if others is None:
+                    others = {}
+                batch = others.get(key)
+                if batch is None:
+                    batch = others[key] = ([], [])
+                batch[0].append(name)
+                batch[1].append(value)
+        if key0 is not None:
+            emit = self.emit
+            emit([BATCH, key0, ts, [names, values]], anchors=[tup])
+            if others:
+                for key, (ns, vs) in others.items():
+                    emit([BATCH, key, ts, [ns, vs]], anchors=[tup])
         if n:
             self.matched += 1
         else:
@@ -253,7 +293,16 @@ class RuleEvalBolt(Bolt):
         else:
             rule, key, ts, value = tup.values
             marks.observe(tup.source_task, ts)
-            if rule in self._names:
+            if rule == BATCH:
+                names = self._names
+                observe = self.engine.observe
+                for rule, v in zip(value[0], value[1], strict=True):
+                    if rule in names:
+                        observe(rule, key, ts, v)
+                    else:
+                        self._unknown_rule(rule, key, ts, v)
+                        names = self._names  # a reload may have changed them
+            elif rule in self._names:
                 self.engine.observe(rule, key, ts, value)
             else:
                 self._unknown_rule(rule, key, ts, value)

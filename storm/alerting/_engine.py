@@ -1,5 +1,5 @@
 """Evaluating alert rules on event time: per rule and key the panes of its
-window (partial aggregates, _panes.py), evaluated once the watermark passes a
+window (partial aggregates in one flat array, _panes.py), evaluated once the watermark passes a
 window end at which the verdict can change (a pane entering or leaving), absence
 checked at every slide, sequence patterns matched in event-time order
 (_sequence.py), and the fire / resolve state machine with dedup and cooldown.
@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
+from array import array
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 
-from ._panes import Pane, pane_length, window_aggregate, window_moments
-from ._rules import Rule, RuleSet
+from ._panes import (
+    HEADER,
+    NAN,
+    STRIDE,
+    TAIL,
+    H,
+    Pane,
+    Store,
+    flat_aggregate,
+    flat_moments,
+    flat_quantile,
+    pack_bins,
+    pane_length,
+    pane_of_store,
+    store_add,
+    store_bytes,
+    store_of_pane,
+)
+from ._rules import OPS, Rule, RuleSet
 from ._sequence import SequenceMatcher
 
 FIRING = "firing"
@@ -85,58 +104,68 @@ def same_definition(a: Rule, b: Rule) -> bool:
     return a.filter == b.filter and a.key == b.key and a.condition == b.condition
 
 
-class _KeyState:
-    __slots__ = ("panes", "firing", "fired_at", "before", "pending", "ref")
+class _AbsenceKey:
+    """An absence rule's key: whether it fires, since when, and the newest event
+    times (absence keeps no panes; window rules keep a flat array, _panes.py)."""
+
+    __slots__ = ("firing", "fired_at", "before", "pending")
 
     def __init__(self) -> None:
-        self.panes: list[Pane] = []  # non-empty panes only, by index
         self.firing = False
         self.fired_at: float | None = None
-        self.ref: float | None = None  # anomaly: the shift of the stored values
+        # The newest event time per pane not evaluated yet (events may come out
+        # of order); ``before``: the newest before the last end evaluated.
+        self.before: float | None = None
+        self.pending: dict[int, float] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        # Absence fields, made on first use (most keys never need them; a key
-        # is made and dropped often, so its construction is on the hot path).
-        if name == "before":
-            self.before: float | None = None
-            return None
-        if name == "pending":
-            # Absence: the newest event time per pane not evaluated yet (events may
-            # come out of order); ``before``: the newest before the last end evaluated.
-            self.pending: dict[int, float] = {}
-            return self.pending
-        raise AttributeError(name)
 
-    def pane(self, idx: int) -> tuple[Pane, bool]:
-        """The pane ``idx``, made if missing; True if it was made."""
-        panes = self.panes
-        if panes:
-            last = panes[-1]
-            if last.idx == idx:
-                return last, False
-            if last.idx < idx:
-                p = Pane(idx)
-                panes.append(p)
-                return p, True
-            i = len(panes) - 1
-            while i > 0 and panes[i - 1].idx >= idx:
-                i -= 1
-            if panes[i].idx == idx:
-                return panes[i], False
-            p = Pane(idx)
-            panes.insert(i, p)
-            return p, True
-        p = Pane(idx)
-        panes.append(p)
-        return p, True
+KeyState = Any  # array('d') for window rules (see _panes.H), _AbsenceKey for absence
 
-    def evict(self, lo: int) -> None:
-        panes = self.panes
-        k = 0
-        while k < len(panes) and panes[k].idx < lo:
-            k += 1
-        if k:
-            del panes[:k]
+
+def _is_firing(st: KeyState) -> bool:
+    return bool(st.firing) if type(st) is _AbsenceKey else st[0] == 1.0
+
+
+def _fired_at(st: KeyState) -> float | None:
+    if type(st) is _AbsenceKey:
+        return st.fired_at
+    t = st[1]
+    return None if t != t else t
+
+
+def _panes_of(rs: Any, st: Any) -> list[Pane]:
+    """A key's array as Pane objects (the checkpoint form)."""
+    out = []
+    K, mode = rs.K, rs.mode
+    for p in range(H, len(st), K):
+        pn = Pane(int(st[p]))
+        pn.n = int(st[p + 1])
+        if mode == 1 or mode == 5:
+            pn.s, pn.c = st[p + 2], st[p + 3]
+            if mode == 5:
+                pn.ss = st[p + 4]
+        elif mode == 2:
+            pn.mn = st[p + 2]
+        elif mode == 3:
+            pn.mx = st[p + 2]
+        elif mode == 4:
+            pane_of_store(pn, rs.stores[int(st[p + 2])])
+        out.append(pn)
+    return out
+
+
+def _insert_pane(st: Any, K: int, idx: int, tail: tuple[float, ...]) -> tuple[int, bool]:
+    """The offset of pane ``idx`` in a key's array (an event out of order), made
+    if missing; True if it was made."""
+    p = len(st) - K
+    while p > H and st[p - K] >= idx:
+        p -= K
+    if p >= H and st[p] == idx:
+        return p, False
+    if p < H or st[p] < idx:
+        p += K
+    st[p:p] = array("d", (float(idx), *tail))
+    return p, True
 
 
 class _RuleState:
@@ -144,13 +173,14 @@ class _RuleState:
     seconds, L = gcd(window, slide); a window ending at pane e covers [e - W, e)."""
 
     __slots__ = ("rule", "kind", "keys", "L", "W", "S", "span", "agg", "q", "exact", "field",
-                 "due", "heap", "next_e", "next_end", "matcher", "mode", "empty_holds", "detail")
+                 "due", "heap", "next_e", "next_end", "matcher", "mode", "empty_holds", "detail",
+                 "K", "tail", "blank", "stores", "nsid")
 
     def __init__(self, rule: Rule) -> None:
         cond = rule.condition
         self.rule = rule
         self.kind = cond.kind
-        self.keys: dict[str, _KeyState] = {}
+        self.keys: dict[str, KeyState] = {}
         self.matcher = SequenceMatcher(rule) if cond.kind == "sequence" else None
         self.L = pane_length(cond.window, cond.slide) if self.matcher is None else 1.0
         self.W = max(1, round(cond.window / self.L)) if self.matcher is None else 1
@@ -167,6 +197,12 @@ class _RuleState:
             self.mode = 4
         else:
             self.mode = {"count": 0, "sum": 1, "avg": 1, "min": 2, "max": 3}.get(self.agg, 0)
+        self.K = STRIDE[self.mode]  # floats per pane in a key's array
+        self.tail = TAIL[self.mode]
+        self.blank = array("d", (0.0, *self.tail))
+        # Quantile rules: each pane's values (raw, bins, packed bins) by store id.
+        self.stores: dict[int, Store] = {}
+        self.nsid = 0
         label = f"{cond.aggregate}({cond.field})" if cond.field else cond.aggregate
         self.detail = f"{label} over {cond.window:g}s"  # a threshold alert's message
         # Whether an empty window holds (count < 3 does): else an empty key needs no check.
@@ -244,7 +280,7 @@ class RuleEngine:
         st = rs.keys.get(key)
         if kind == "absence":
             if st is None:
-                st = rs.keys[key] = _KeyState()
+                st = rs.keys[key] = _AbsenceKey()
             seen = st.pending.get(idx)
             if seen is None or ts > seen:
                 st.pending[idx] = ts
@@ -260,38 +296,51 @@ class RuleEngine:
         if value is None and mode:
             return True  # nothing to aggregate (the match bolt skips such events)
         if st is None:
-            st = rs.keys[key] = _KeyState()
-        panes = st.panes
-        last = panes[-1].idx if panes else -1 << 62
-        if last == idx:
-            pane = panes[-1]
-            new = False
-        elif last < idx:
-            pane = Pane(idx)
-            panes.append(pane)
+            st = rs.keys[key] = array("d", HEADER)
+        K = rs.K
+        n = len(st)
+        if n == H or st[n - K] < idx:
+            p = n
+            st.extend(rs.blank)  # one copy of a blank pane, then its index
+            st[p] = idx
             new = True
+        elif st[n - K] == idx:
+            p = n - K
+            new = False
         else:
-            pane, new = st.pane(idx)
-        pane.n += 1
+            p, new = _insert_pane(st, K, idx, rs.tail)
+        st[p + 1] += 1.0
         if mode:
             v = float(value)
             if mode == 1:
-                pane.add_sum(v)
+                s = st[p + 2]
+                t = s + v
+                if abs(s) >= abs(v):
+                    st[p + 3] += (s - t) + v
+                else:
+                    st[p + 3] += (v - t) + s
+                st[p + 2] = t
             elif mode == 3:
-                if v > pane.mx:
-                    pane.mx = v
+                if v > st[p + 2]:
+                    st[p + 2] = v
             elif mode == 2:
-                if v < pane.mn:
-                    pane.mn = v
+                if v < st[p + 2]:
+                    st[p + 2] = v
             elif mode == 4:
-                pane.add_value(v, rs.exact)
+                self._add_quantile(rs, st, p, new, v)
             else:
-                ref = st.ref
-                if ref is None:
-                    ref = st.ref = v
+                ref = st[2]
+                if ref != ref:  # NaN: the key's first value
+                    ref = st[2] = v
                 d = v - ref
-                pane.add_sum(d)
-                pane.ss += d * d
+                s = st[p + 2]
+                t = s + d
+                if abs(s) >= abs(d):
+                    st[p + 3] += (s - t) + d
+                else:
+                    st[p + 3] += (d - t) + s
+                st[p + 2] = t
+                st[p + 4] += d * d
         if new:
             # The ends at which this pane can change the verdict (see ends_of).
             S = rs.S
@@ -310,6 +359,28 @@ class RuleEngine:
                 if end < self._due:
                     self._due = end
         return True
+
+    @staticmethod
+    def _add_quantile(rs: _RuleState, st: Any, p: int, new: bool, v: float) -> None:
+        stores = rs.stores
+        if new:
+            sid = rs.nsid
+            rs.nsid = sid + 1
+            st[p + 2] = sid
+            stores[sid] = array("d", (v,))
+            if p + 3 == len(st) and p > H:
+                # The key moved on to a new pane: the one before is closed (an
+                # event out of order may still reopen it), its bins are packed.
+                prev = int(st[p - 1])
+                store = stores[prev]
+                if type(store) is dict:
+                    stores[prev] = pack_bins(store)
+            return
+        sid = int(st[p + 2])
+        store = stores[sid]
+        kept = store_add(store, v, rs.exact)
+        if kept is not store:
+            stores[sid] = kept
 
     def next_due(self) -> float:
         """The earliest event time any rule waits for (inf: none)."""
@@ -340,57 +411,116 @@ class RuleEngine:
     # -- evaluation ----------------------------------------------------------------
     def _evaluate(self, rs: _RuleState, e: int, keys: Iterable[str], out: list[Alert]) -> None:
         rule = rs.rule
+        cooldown = rule.cooldown
         end = e * rs.L
+        lo = e - rs.span
+        states = rs.keys
+        get = states.get
+        # A threshold's check inlined (most evaluations): the aggregate of [e - W, e).
+        threshold = rs.kind == "threshold"
+        mode, agg, K, q = rs.mode, rs.agg, rs.K, rs.q
+        first = e - rs.W
+        cmp, limit = OPS[rule.condition.op], rule.condition.value
+        empty = 0.0 if mode == 0 else None  # the aggregate of an empty window
         for key in keys:
-            st = rs.keys.get(key)
+            st = get(key)
             if st is None:
                 continue
-            panes = st.panes
-            if panes and panes[0].idx < e - rs.span:
-                st.evict(e - rs.span)
-            # Nothing in the window and nothing firing: nothing can change.
-            if (not panes and not st.firing and not rs.empty_holds
-                    and (st.fired_at is None or end - st.fired_at >= rule.cooldown)):
-                del rs.keys[key]
-                continue
-            holds, value, detail = self._check(rs, st, e)
-            if holds and not st.firing:
-                if st.fired_at is not None and end - st.fired_at < rule.cooldown:
+            if len(st) > H and st[H] < lo:
+                if mode == 4:
+                    self._evict(rs, st, lo)
+                else:
+                    p, n = H + K, len(st)
+                    while p < n and st[p] < lo:
+                        p += K
+                    del st[H:p]
+            firing = st[0] == 1.0
+            fired_at = st[1]
+            cooled = fired_at != fired_at or end - fired_at >= cooldown
+            if len(st) == H:
+                # Nothing in the window and nothing firing: nothing can change.
+                if not firing and not rs.empty_holds and cooled:
+                    del states[key]
+                    continue
+                if threshold:
+                    value = empty
+                    holds = value is not None and cmp(value, limit)
+                    detail = rs.detail
+                else:
+                    holds, value, detail = self._check(rs, st, e)
+            elif threshold:
+                if mode == 4:
+                    assert q is not None
+                    value = flat_quantile(st, first, e, q, rs.stores)
+                else:
+                    value = flat_aggregate(mode, agg, st, K, first, e)
+                holds = value is not None and cmp(value, limit)
+                detail = rs.detail
+            else:
+                holds, value, detail = self._check(rs, st, e)
+            if holds and not firing:
+                if not cooled:
                     self.suppressed += 1
                     rs.schedule(key, e + rs.S)  # may fire once the cooldown is over
                 else:
                     self._change(rs, key, st, FIRING, end, value, detail, out)
-            elif not holds and st.firing:
+            elif not holds and firing:
                 self._change(rs, key, st, RESOLVED, end, value, detail, out)
-            if not st.panes and not st.firing:
-                if st.fired_at is None or end - st.fired_at >= rule.cooldown:
-                    del rs.keys[key]
+            if len(st) == H and st[0] != 1.0:
+                fired_at = st[1]
+                if fired_at != fired_at or end - fired_at >= cooldown:
+                    del states[key]
                 else:  # forget it once its cooldown is over
                     step = rs.S
-                    rs.schedule(key, max(e + step, math.ceil((st.fired_at + rule.cooldown) / rs.L / step) * step))
+                    rs.schedule(key, max(e + step, math.ceil((fired_at + cooldown) / rs.L / step) * step))
 
-    def _change(self, rs: _RuleState, key: str, st: _KeyState, state: str, end: float,
+    @staticmethod
+    def _evict(rs: _RuleState, st: Any, lo: int) -> None:
+        """Drops the panes before ``lo`` (and their stores)."""
+        K = rs.K
+        p = H
+        n = len(st)
+        while p < n and st[p] < lo:
+            if rs.mode == 4:
+                del rs.stores[int(st[p + 2])]
+            p += K
+        del st[H:p]
+
+    def _change(self, rs: _RuleState, key: str, st: KeyState, state: str, end: float,
                 value: float | None, detail: str, out: list[Alert]) -> None:
+        absence = type(st) is _AbsenceKey
         if state == FIRING:
-            st.firing = True
-            st.fired_at = end
+            if absence:
+                st.firing = True
+                st.fired_at = end
+            else:
+                st[0] = 1.0
+                st[1] = end
             self.fired += 1
         else:
-            st.firing = False
+            if absence:
+                st.firing = False
+            else:
+                st[0] = 0.0
             self.resolved += 1
-        out.append(self._alert(rs.rule, key, state, end, value, detail, st.fired_at))
+        out.append(self._alert(rs.rule, key, state, end, value, detail, _fired_at(st)))
 
-    def _check(self, rs: _RuleState, st: _KeyState, e: int) -> tuple[bool, float | None, str]:
+    def _window(self, rs: _RuleState, st: Any, lo: int, hi: int) -> float | None:
+        if rs.mode == 4:
+            assert rs.q is not None
+            return flat_quantile(st, lo, hi, rs.q, rs.stores)
+        return flat_aggregate(rs.mode, rs.agg, st, rs.K, lo, hi)
+
+    def _check(self, rs: _RuleState, st: Any, e: int) -> tuple[bool, float | None, str]:
         cond = rs.rule.condition
         kind = rs.kind
-        panes = st.panes
         W = rs.W
         if kind == "threshold":
-            x = window_aggregate(rs.agg, rs.q, panes, e - W, e)
+            x = self._window(rs, st, e - W, e)
             return (x is not None and cond.compare(x)), x, rs.detail
         if kind == "rate_of_change":
-            cur = window_aggregate(rs.agg, rs.q, panes, e - W, e)
-            prev = window_aggregate(rs.agg, rs.q, panes, e - 2 * W, e - W)
+            cur = self._window(rs, st, e - W, e)
+            prev = self._window(rs, st, e - 2 * W, e - W)
             if cur is None or prev is None:
                 return False, None, ""
             change = cur - prev
@@ -401,11 +531,12 @@ class RuleEngine:
             unit = "%" if cond.percent else ""
             return cond.compare(change), change, f"change of {cond.aggregate} {change:+.4g}{unit}"
         # anomaly: the last slide's mean against mean ± k·stddev of the rest of the window
-        n, mean, var = window_moments(panes, e - W, e - rs.S)
-        m, cur_mean, _ = window_moments(panes, e - rs.S, e)
+        n, mean, var = flat_moments(st, e - W, e - rs.S)
+        m, cur_mean, _ = flat_moments(st, e - rs.S, e)
         if n < cond.min_samples or not m:
             return False, None, ""
-        ref = st.ref or 0.0
+        ref = st[2]
+        ref = ref if ref == ref and ref else 0.0
         std = math.sqrt(var)
         x = ref + cur_mean
         mean += ref
@@ -482,9 +613,9 @@ class RuleEngine:
         alerts: list[Alert] = []
         for rs, why in dropped:
             for key, st in rs.keys.items():
-                if st.firing:
+                if _is_firing(st):
                     self.resolved += 1
-                    a = self._alert(rs.rule, key, RESOLVED, self.watermark, None, "", st.fired_at)
+                    a = self._alert(rs.rule, key, RESOLVED, self.watermark, None, "", _fired_at(st))
                     alerts.append(Alert(a.id, a.rule, a.key, a.state, a.ts, a.value, a.severity,
                                         f"{a.message} (rule {why})"))
         self._due = min((rs.next_end for rs in self._states.values() if rs.next_end is not None),
@@ -501,9 +632,7 @@ class RuleEngine:
                 "next_end": rs.next_end,
                 "next_e": rs.next_e,
                 "due": [[e, list(keys)] for e, keys in rs.due.items()],
-                "keys": {k: [[p.dump() for p in st.panes], st.ref, st.firing, st.fired_at, st.before,
-                             [[i, t] for i, t in st.pending.items()], 2]
-                         for k, st in rs.keys.items()},
+                "keys": {k: self._key_row(rs, st) for k, st in rs.keys.items()},
             }
             if rs.matcher is not None:
                 data["sequence"] = rs.matcher.dump()
@@ -529,12 +658,7 @@ class RuleEngine:
                     self._restore_raw(rs, key, row)
                     raw_keys.append(key)
                     continue
-                panes, ref, firing, fired_at, before, pending, _ = row
-                st = _KeyState()
-                st.panes = [Pane.load(p) for p in panes]
-                st.ref, st.firing, st.fired_at, st.before = ref, bool(firing), fired_at, before
-                st.pending = {int(i): float(t) for i, t in pending}
-                rs.keys[key] = st
+                rs.keys[key] = self._key_of_row(rs, row)
             for e, keys in data.get("due") or []:
                 for key in keys:
                     rs.schedule(str(key), int(e))
@@ -561,11 +685,76 @@ class RuleEngine:
         finally:
             self.watermark = wm
         st = rs.keys.get(key)
+        if rs.kind == "absence":
+            if st is None:
+                st = rs.keys[key] = _AbsenceKey()
+            st.firing, st.fired_at = bool(firing), fired_at
+            if before is not None and (st.before is None or before > st.before):
+                st.before = before
+            return
         if st is None:
-            st = rs.keys[key] = _KeyState()
-        st.firing, st.fired_at = bool(firing), fired_at
-        if before is not None and (st.before is None or before > st.before):
-            st.before = before
+            st = rs.keys[key] = array("d", HEADER)
+        st[0] = 1.0 if firing else 0.0
+        st[1] = NAN if fired_at is None else float(fired_at)
+
+    @staticmethod
+    def _key_row(rs: _RuleState, st: KeyState) -> list[Any]:
+        """A key's checkpoint form: ``[panes, ref, firing, fired_at, before,
+        pending, 2]``, each pane as Pane.dump writes it."""
+        if type(st) is _AbsenceKey:
+            return [[], None, st.firing, st.fired_at, st.before, [[i, t] for i, t in st.pending.items()], 2]
+        ref = st[2]
+        if rs.mode == 4:
+            panes = [p.dump() for p in _panes_of(rs, st)]
+        else:  # Pane.dump's layout, written directly (a checkpoint holds every key)
+            K, mode = rs.K, rs.mode
+            panes = []
+            for p in range(H, len(st), K):
+                row: list[Any] = [int(st[p]), int(st[p + 1]), 0.0, 0.0, 0.0, None, None, None, None]
+                if mode == 1 or mode == 5:
+                    row[2], row[3] = st[p + 2], st[p + 3]
+                    if mode == 5:
+                        row[4] = st[p + 4]
+                elif mode == 2 or mode == 3:
+                    row[mode + 3] = st[p + 2]
+                panes.append(row)
+        return [panes, None if ref != ref else ref, st[0] == 1.0, _fired_at(st), None, [], 2]
+
+    @staticmethod
+    def _key_of_row(rs: _RuleState, row: list[Any]) -> KeyState:
+        panes, ref, firing, fired_at, before, pending, _ = row
+        if rs.kind == "absence":
+            ab = _AbsenceKey()
+            ab.firing, ab.fired_at, ab.before = bool(firing), fired_at, before
+            ab.pending = {int(i): float(t) for i, t in pending}
+            return ab
+        st = array("d", (1.0 if firing else 0.0, NAN if fired_at is None else float(fired_at),
+                         NAN if ref is None else float(ref)))
+        mode = rs.mode
+        for data in panes:
+            pn = Pane.load(data)
+            st.append(pn.idx)
+            st.append(pn.n)
+            if mode == 1:
+                st.extend((pn.s, pn.c))
+            elif mode == 2:
+                st.append(pn.mn)
+            elif mode == 3:
+                st.append(pn.mx)
+            elif mode == 4:
+                sid = rs.nsid
+                rs.nsid = sid + 1
+                rs.stores[sid] = store_of_pane(pn)
+                st.append(sid)
+            elif mode == 5:
+                st.extend((pn.s, pn.c, pn.ss))
+        return st
+
+    def panes_of(self, rule: str, key: str) -> list[Pane]:
+        """The panes of one (rule, key) in their checkpoint form (for tests and tools)."""
+        rs = self._states[rule]
+        st = rs.keys.get(key)
+        return [] if st is None or type(st) is _AbsenceKey else _panes_of(rs, st)
 
     def _reschedule_past(self, rs: _RuleState, keys: list[str]) -> None:
         """Window ends the old engine had evaluated already are not evaluated
@@ -588,15 +777,21 @@ class RuleEngine:
                 size += 200 * k + 150 * m
                 continue
             keys += len(rs.keys)
-            for st in rs.keys.values():
-                panes += len(st.panes)
-                size += 160 + 56 * len(st.pending) + sum(p.size_bytes() for p in st.panes)
+            for name, st in rs.keys.items():
+                # The dict entry and the key's string, then its state.
+                size += 40 + sys.getsizeof(name)
+                if type(st) is _AbsenceKey:
+                    size += 100 + 56 * len(st.pending)
+                    continue
+                panes += (len(st) - H) // rs.K
+                size += sys.getsizeof(st)
+            size += sum(8 + store_bytes(x) for x in rs.stores.values())
             size += sum(64 + 100 * len(k) for k in rs.due.values())
         return {"keys": keys, "panes": panes, "matches": matches, "bytes": size}
 
     def firing(self) -> list[tuple[str, str]]:
         """(rule, key) of every alert firing now."""
-        return [(n, k) for n, rs in self._states.items() for k, st in rs.keys.items() if st.firing]
+        return [(n, k) for n, rs in self._states.items() for k, st in rs.keys.items() if _is_firing(st)]
 
     def keys(self) -> Iterable[tuple[str, str]]:
         return [(n, k) for n, rs in self._states.items() for k in rs.keys]

@@ -1,14 +1,17 @@
 """Window panes: the partial aggregates of one (rule, key) over one slice of
 event time (gcd of window and slide), combined at evaluation into the window's
 count, sum, avg, min, max, quantile or mean ± stddev. Work per event is O(1),
-memory per key O(window / slide) whatever the event rate. Quantiles come from a
-DDSketch per pane (the ``ddsketch`` package), merged at evaluation; a pane keeps
-its first few values raw, so small windows give exact quantiles and a key with
-few events holds no sketch. Owns no rule state and no alert logic (_engine.py)."""
+memory per key O(window / slide) whatever the event rate. Quantiles come from
+DDSketch buckets per pane (the ``ddsketch`` package's mapping), summed at
+evaluation into one DDSketch; a pane keeps its first few values raw, so small
+windows give exact quantiles and a key with few events holds no buckets.
+``Pane`` is a pane's checkpoint form; the engine keeps panes in flat arrays
+(the functions at the end). Owns no rule state and no alert logic (_engine.py)."""
 
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from fractions import Fraction
 from typing import Any
@@ -223,3 +226,259 @@ def window_moments(panes: list[Pane], lo: int, hi: int) -> tuple[int, float, flo
     mean = math.fsum(s) / n
     var = max(0.0, math.fsum(ss) / n - mean * mean)
     return n, mean, var
+
+
+# -- the engine's flat form ------------------------------------------------------------
+# The engine keeps each (rule, key) as one array('d'): a header (HEADER) and
+# then its non-empty panes by index, STRIDE[mode] floats each (the pane index,
+# its count, then the mode's partial aggregates). Arrays of floats are not
+# tracked by the garbage collector, nor is a dict holding only them, so millions
+# of panes cost the collector nothing (one object per pane made it scan them all,
+# about a third of the engine's time). Quantile panes hold the id of their values
+# in a per-rule dict of stores: an array('d') of raw values, a dict of DDSketch
+# bins while the pane is open, packed into bytes once the key moves on (BINS).
+
+#: Header of a key's array: firing (1.0 / 0.0), fired_at and ref (NaN: none).
+H = 3
+NAN = math.nan
+HEADER = (0.0, NAN, NAN)
+#: Floats per pane, by engine mode: 0 count, 1 sum/avg, 2 min, 3 max, 4 quantile, 5 anomaly.
+#: idx, n, then: - | sum, compensation | min | max | store id | sum, compensation, sum of squares.
+STRIDE = (2, 4, 3, 3, 3, 5)
+#: What follows the index of a new pane, by mode (the store id of a quantile pane is set apart).
+TAIL = ((0.0,), (0.0, 0.0, 0.0), (0.0, math.inf), (0.0, -math.inf), (0.0, 0.0), (0.0, 0.0, 0.0, 0.0))
+
+_MAPPING = DDSketch(RELATIVE_ACCURACY)._mapping
+_MIN_INDEXABLE = _MAPPING.min_possible
+#: Bin keys of a store: a positive value's DDSketch key as is, a negative
+#: value's key + NEG_KEY, zero as ZERO_KEY (DDSketch keys stay within ±2^16).
+NEG_KEY = 1 << 20
+ZERO_KEY = 1 << 22
+
+Store = Any  # array('d') of raw values | dict[int, float] of bins | bytes (packed bins)
+
+
+def bin_key(v: float) -> int:
+    """The bin of v, as DDSketch.add files it (positive, negative or zero)."""
+    if v > _MIN_INDEXABLE:
+        return int(_MAPPING.key(v))
+    if v < -_MIN_INDEXABLE:
+        return int(_MAPPING.key(-v)) + NEG_KEY
+    return ZERO_KEY
+
+
+def to_bins(values: Any) -> dict[int, float]:
+    bins: dict[int, float] = {}
+    for v in values:
+        k = bin_key(v)
+        bins[k] = bins.get(k, 0.0) + 1.0
+    return bins
+
+
+def pack_bins(bins: dict[int, float]) -> bytes:
+    """A closed pane's bins in a few bytes: per bin the zigzag varint of the
+    key's step from the previous key, then the varint of its count (counts are
+    whole: each value adds 1). About 2 bytes a bin, where a dict entry takes ~100."""
+    out = bytearray()
+    prev = 0
+    for k in sorted(bins):
+        d = k - prev
+        prev = k
+        for x in ((d << 1) ^ (d >> 63), int(bins[k])):
+            while x >= 0x80:
+                out.append((x & 0x7F) | 0x80)
+                x >>= 7
+            out.append(x)
+    return bytes(out)
+
+
+def unpack_bins(data: bytes, into: dict[int, float]) -> None:
+    """Adds the bins packed in data to ``into``."""
+    prev = 0
+    i, n = 0, len(data)
+    while i < n:
+        vals = [0, 0]
+        for j in (0, 1):
+            x = shift = 0
+            while True:
+                b = data[i]
+                i += 1
+                x |= (b & 0x7F) << shift
+                if b < 0x80:
+                    break
+                shift += 7
+            vals[j] = x
+        z, count = vals
+        prev += (z >> 1) ^ -(z & 1)
+        into[prev] = into.get(prev, 0.0) + count
+
+
+def store_add(store: Store, v: float, exact: bool) -> Store:
+    """v added to a quantile pane's store; the store to keep (raw values go to
+    bins past RAW_VALUES unless exact; packed bins are unpacked to add)."""
+    t = type(store)
+    if t is array:
+        store.append(v)
+        if not exact and len(store) > RAW_VALUES:
+            return to_bins(store)
+        return store
+    if t is bytes:
+        bins: dict[int, float] = {}
+        unpack_bins(store, bins)
+        store = bins
+    k = bin_key(v)
+    store[k] = store.get(k, 0.0) + 1.0
+    return store
+
+
+def bins_sketch(bins: dict[int, float]) -> DDSketch:
+    """A DDSketch holding exactly these bins (count set; sum, min, max unknown)."""
+    sk = DDSketch(RELATIVE_ACCURACY)
+    pos, neg = sk._store, sk._negative_store
+    total = 0.0
+    for k in sorted(bins):
+        c = bins[k]
+        total += c
+        if k >= ZERO_KEY:
+            sk._zero_count += c
+        elif k >= NEG_KEY // 2:
+            neg.add(k - NEG_KEY, c)
+        else:
+            pos.add(k, c)
+    sk._count = total
+    return sk
+
+
+def sketch_bins(sk: DDSketch) -> dict[int, float]:
+    bins: dict[int, float] = {}
+    for store, shift in ((sk._store, 0), (sk._negative_store, NEG_KEY)):
+        for i, c in enumerate(store.bins):
+            if c:
+                bins[store.offset + i + shift] = float(c)
+    if sk._zero_count:
+        bins[ZERO_KEY] = float(sk._zero_count)
+    return bins
+
+
+def store_of_pane(p: Pane) -> Store:
+    """A checkpointed pane's values as a store."""
+    if p.sketch is None:
+        return p.raw if p.raw is not None else array("d")
+    bins = sketch_bins(p.sketch)
+    for v in p.raw or ():
+        k = bin_key(v)
+        bins[k] = bins.get(k, 0.0) + 1.0
+    return bins
+
+
+def pane_of_store(p: Pane, store: Store) -> None:
+    """Sets a checkpoint pane's raw values or sketch from a store."""
+    if type(store) is array:
+        p.raw = array("d", store)
+        return
+    bins = store
+    if type(store) is bytes:
+        bins = {}
+        unpack_bins(store, bins)
+    p.sketch = bins_sketch(bins)
+
+
+def store_bytes(store: Store) -> int:
+    """Memory of a store (the container and, for a dict, its int and float objects)."""
+    if type(store) is dict:
+        return sys.getsizeof(store) + 56 * len(store)
+    return sys.getsizeof(store)
+
+
+def flat_aggregate(mode: int, kind: str, st: Any, K: int, lo: int, hi: int) -> float | None:
+    """count/sum/avg/min/max over the panes [lo, hi) of a key's array."""
+    n = 0.0
+    end = len(st)
+    p = H
+    while p < end and st[p] < lo:
+        p += K
+    if mode == 0:
+        while p < end and st[p] < hi:
+            n += st[p + 1]
+            p += K
+        return n
+    if mode == 1:
+        parts: list[float] = []
+        while p < end and st[p] < hi:
+            n += st[p + 1]
+            parts.append(st[p + 2])
+            parts.append(st[p + 3])
+            p += K
+        if not n:
+            return None
+        total = math.fsum(parts)
+        return total if kind == "sum" else total / n
+    found = []
+    while p < end and st[p] < hi:
+        if st[p + 1]:
+            found.append(st[p + 2])
+        p += K
+    if not found:
+        return None
+    return min(found) if mode == 2 else max(found)
+
+
+def flat_quantile(st: Any, lo: int, hi: int, q: float, stores: dict[int, Store]) -> float | None:
+    """As window_quantile, over the quantile panes [lo, hi) of a key's array."""
+    raws: list[float] = []
+    bins: dict[int, float] | None = None
+    end = len(st)
+    for p in range(H, end, 3):
+        i = st[p]
+        if i < lo:
+            continue
+        if i >= hi:
+            break
+        store = stores[int(st[p + 2])]
+        t = type(store)
+        if t is array:
+            raws.extend(store)
+            continue
+        if bins is None:
+            bins = {}
+        if t is bytes:
+            unpack_bins(store, bins)
+        else:
+            for k, c in store.items():
+                bins[k] = bins.get(k, 0.0) + c
+    if bins is None:
+        if not raws:
+            return None
+        raws.sort()
+        return float(raws[nearest_rank(len(raws), q)])
+    for v in raws:
+        k = bin_key(v)
+        bins[k] = bins.get(k, 0.0) + 1.0
+    merged = bins_sketch(bins)
+    n = int(merged.count)
+    rank = nearest_rank(n, q)
+    value = merged.get_quantile_value(rank / (n - 1) if n > 1 else 0.0)
+    return None if value is None else float(value)
+
+
+def flat_moments(st: Any, lo: int, hi: int) -> tuple[int, float, float]:
+    """As window_moments, over the anomaly panes [lo, hi) of a key's array."""
+    n = 0.0
+    s: list[float] = []
+    ss: list[float] = []
+    end = len(st)
+    for p in range(H, end, 5):
+        i = st[p]
+        if i < lo:
+            continue
+        if i >= hi:
+            break
+        n += st[p + 1]
+        s.append(st[p + 2])
+        s.append(st[p + 3])
+        ss.append(st[p + 4])
+    if not n:
+        return 0, 0.0, 0.0
+    mean = math.fsum(s) / n
+    var = max(0.0, math.fsum(ss) / n - mean * mean)
+    return int(n), mean, var

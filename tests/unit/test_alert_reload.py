@@ -317,6 +317,27 @@ def test_bolts_apply_an_edit_at_a_tick_and_an_unknown_rule_at_once(tmp_path: Pat
         assert changes_of(t)[2:] == [("hot", "h1", "resolved")]
 
 
+def test_the_match_bolt_sends_one_batch_per_event_and_key(tmp_path: Path) -> None:
+    """Rules keyed by host and by user: an event gives one observation tuple per
+    key, carrying every rule of that key; the evaluator applies each."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(THRESHOLD + COUNT + """  - name: logins
+    key: user
+    condition: {kind: threshold, aggregate: count, window: 10, op: ">=", value: 2}
+""")
+    with TestTopology(_InProcess, inputs={"events": []}, config={"alerting.rules": str(rules)}) as t:
+        t.feed("events", [[{"ts": float(ts), "host": "h1", "user": "ann", "v": 95.0}] for ts in range(11)])
+        t.feed("events", [[{"ts": 11.0, "host": "h1"}]])  # no v: not 'hot'
+        t.run()
+        sent = t.result.emitted("match")
+        assert sent[0] == ["", "h1", 0.0, [["hot", "many"], [95.0, None]]]
+        assert sent[1] == ["", "ann", 0.0, [["logins"], [None]]]
+        assert len(sent) == 2 * 12
+        assert sent[-2:] == [["", "h1", 11.0, [["many"], [None]]], ["", "None", 11.0, [["logins"], [None]]]]
+        assert sorted(changes_of(t)) == [("hot", "h1", "firing"), ("logins", "ann", "firing"),
+                                         ("many", "h1", "firing")]
+
+
 def test_silences_mute_notifications_not_state(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(THRESHOLD)

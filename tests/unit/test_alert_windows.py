@@ -90,17 +90,16 @@ def test_memory_per_key_is_window_over_slide_for_any_window_length() -> None:
         if t % 60 == 0:
             e.advance(float(t))
             for r in rules.rules:
-                st = e._states[r.name].keys.get("a")
-                peak[r.name] = max(peak[r.name], len(st.panes) if st else 0)
+                peak[r.name] = max(peak[r.name], len(e.panes_of(r.name, "a")))
     assert peak["avg_60_1"] <= 61 + 60  # the window, plus the panes ahead of the watermark
     assert peak["avg_3600_60"] <= 61 + 1
     assert peak["p99_3600_60"] <= 61 + 1
     size = e.state_size()
     assert size["keys"] == 6 and size["panes"] > 0 and size["bytes"] > 0
     # 3,600 values per 1 h window, but no pane keeps more than RAW_VALUES raw: the rest is in sketches.
-    st = e._states["p99_3600_60"].keys["a"]
-    assert all(p.raw is None or len(p.raw) <= 32 for p in st.panes)
-    assert any(p.sketch is not None for p in st.panes)
+    panes = e.panes_of("p99_3600_60", "a")
+    assert all(p.raw is None or len(p.raw) <= 32 for p in panes)
+    assert any(p.sketch is not None for p in panes)
 
 
 def test_sketch_quantiles_are_within_the_stated_relative_error() -> None:
@@ -117,11 +116,9 @@ def test_sketch_quantiles_are_within_the_stated_relative_error() -> None:
         e.observe("exact", "k", ts, v)
     truth = aggregate("p99", values)
     assert truth is not None
-    rs = e._states[r["name"]]
-    st = rs.keys["k"]
     from storm.alerting._panes import window_quantile
-    got = window_quantile(st.panes, -10**9, 10**9, 0.99)
-    exact = window_quantile(e._states["exact"].keys["k"].panes, -10**9, 10**9, 0.99)
+    got = window_quantile(e.panes_of(r["name"], "k"), -10**9, 10**9, 0.99)
+    exact = window_quantile(e.panes_of("exact", "k"), -10**9, 10**9, 0.99)
     assert got is not None and exact == truth
     assert abs(got - truth) <= RELATIVE_ACCURACY * truth
     assert got != truth, "the sketch answered, not raw values"
@@ -203,3 +200,33 @@ def test_pane_length_and_quantile_rules() -> None:
         parse_rules({"rules": [rule("avg", 60, 10, ">", 1.0, exact=True)]})
     with pytest.raises(RuleError, match="'exact' must be true or false"):
         parse_rules({"rules": [rule("p95", 60, 10, ">", 1.0, exact="yes")]})
+
+
+def test_the_engines_flat_panes_answer_as_their_checkpoint_form() -> None:
+    """The evaluation path (a key's flat array, raw / open / packed bins) gives
+    the quantile the checkpoint form of the same panes gives."""
+    from storm.alerting._panes import (
+        flat_quantile,
+        pack_bins,
+        to_bins,
+        unpack_bins,
+        window_quantile,
+    )
+
+    rng = random.Random(11)
+    r = rule("p95", 600, 60, ">", 1e12)
+    e = RuleEngine(parse_rules({"rules": [r]}))
+    for i in range(3000):  # 5 a second: closed panes hold packed bins, a few out of order
+        ts = i * 0.2 + (rng.random() * 30 if i % 50 == 0 else 0.0)
+        e.observe(r["name"], "k", ts, rng.choice([-1.0, 0.0, 1.0]) * rng.lognormvariate(2, 2))
+    rs = e._states[r["name"]]
+    st = rs.keys["k"]
+    assert {type(x).__name__ for x in rs.stores.values()} >= {"bytes", "dict"}
+    panes = e.panes_of(r["name"], "k")
+    for lo, hi in ((-10**9, 10**9), (panes[2].idx, panes[8].idx), (panes[-1].idx, panes[-1].idx + 1)):
+        for q in (0.01, 0.5, 0.95, 0.999):
+            assert flat_quantile(st, lo, hi, q, rs.stores) == window_quantile(panes, lo, hi, q)
+    bins = to_bins([rng.uniform(-1e6, 1e6) for _ in range(500)] + [0.0, 0.0, 1e-300, 5e300])
+    back: dict[int, float] = {}
+    unpack_bins(pack_bins(bins), back)
+    assert back == bins
