@@ -37,6 +37,15 @@ def connect_with(sock: zmq.Socket[bytes], curve: CurveKeys | None) -> None:
         curve_connect(sock, curve)
 
 
+def _reconnect_soon(sock: zmq.Socket[bytes]) -> None:
+    """Retry a connection after 10 ms, backing off to 1 s, not ZeroMQ's 100 ms:
+    workers start together, and one that connects before its peer has bound
+    would otherwise fill its queue to that peer and hold every spout back
+    (backpressure) for the first 100 ms of the topology."""
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+
+
 class ZmqTransport:
     def __init__(self, index: int, data_endpoints: list[str], control_endpoint: str,
                  report_endpoint: str, hwm: int, peer_controls: list[str] | None = None,
@@ -72,6 +81,7 @@ class ZmqTransport:
             s = self.ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.SNDHWM, hwm)
             s.setsockopt(zmq.LINGER, 2000)
+            _reconnect_soon(s)
             connect_with(s, curve)
             s.connect(ep)
             self.peers[w] = s
@@ -88,6 +98,7 @@ class ZmqTransport:
             s = self.ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, 1000)
+            _reconnect_soon(s)
             connect_with(s, curve)
             s.connect(ep)
             self.peer_controls.append(s)
