@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 UINT64_MAX: Final = (1 << 64) - 1
-ID_BITS: Final = 62
 _POOL: Final = 1024  # ids drawn from the generator at once
 _MISSING: Final[Any] = object()
 # Zeroes the top two bits of each id's most significant byte (ids below 2**62).
@@ -61,7 +60,7 @@ class Ids:
     62 bits, not 64: compiled, an int below 2**62 is a machine word, so the
     XORs of the ack path allocate nothing (a chance of 2**-62 that a subset of
     a tree's edges XORs to zero, as against Storm's 2**-64). Ids are drawn
-    1,024 at a time: one call to the generator, not one per id."""
+    1,024 at a time: one call for 8 KiB of random bytes, not one per id."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng
@@ -257,10 +256,11 @@ class AckerIntake:
     """What other workers send a local acker task (acks, inits, fails), folded
     into its trees as the batch is decoded: no Tuple, no queue, no execute.
 
-    `take(meta, values_list)` is called once per received group; a group of
+    `take(stream, values_list)` is called once per received group; a group of
     another stream returns False (it then goes to the acker's inbox). A value
     that is not an acker message is counted as the executor would count an
-    error in execute, and the rest of the group is still folded."""
+    error in execute, and the rest of the group is still folded.
+    `take_acks(ids)` folds the packed acks a frame carries (batching.py)."""
 
     def __init__(self, trees: AckerTrees, stats: Any,
                  on_error: Callable[[BaseException, str], None]) -> None:
