@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from itest_support import kill_all
 from preconditions import missing, require_module
 
 from storm import LocalCluster
@@ -48,12 +49,7 @@ def _check_nothing_left(cluster: LocalCluster, tmp_path: Path) -> None:
     problems = []
     if left:
         described = [f"pid {p.pid}: {' '.join(p.info['cmdline'] or [])[:200]}" for p in left]
-        for p in left:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(left, timeout=5)
+        kill_all(left)
         problems.append("worker processes still running after shutdown (killed now):\n  "
                         + "\n  ".join(described))
     sockets = [t.sock_dir for t in cluster.topologies.values() if t.sock_dir.exists()]

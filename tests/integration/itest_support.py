@@ -47,15 +47,20 @@ def diagnostics(topo: LocalTopology) -> str:
     return "\n".join(lines)
 
 
+def kill_all(procs: list[psutil.Process]) -> None:
+    """SIGKILL each of `procs` (those already gone are skipped) and reap them."""
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+
+
 def stop_tree(proc: subprocess.Popen[Any], children: list[psutil.Process]) -> None:
     """Kill `proc` if it is still running and every process it started
     (`children`, read while it ran: they outlive it once it is gone)."""
     if proc.poll() is None:
         proc.kill()
         proc.wait(10)
-    for c in children:
-        try:
-            c.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(children, timeout=5)
+    kill_all(children)

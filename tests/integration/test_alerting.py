@@ -23,7 +23,7 @@ from typing import Any
 import alert_topos_scripted as scripted
 import psutil
 import pytest
-from itest_support import wait_for
+from itest_support import kill_all, wait_for
 
 from storm import LocalCluster
 from storm.spouts import SUMMARY_DIR_KEY
@@ -115,12 +115,7 @@ def kill_workers(name: str) -> None:
     """Kill worker processes of the topology `name` a killed `storm local` left."""
     procs = [p for p in psutil.process_iter(["cmdline"])
              if "storm._worker_main" in " ".join(p.info["cmdline"] or []) and name in " ".join(p.info["cmdline"] or [])]
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
+    kill_all(procs)
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:

@@ -160,15 +160,7 @@ def test_alerts_run_hot_reload_silence_and_list(tmp_path: Path) -> None:
         assert proc.wait(60) == 0, log()
     finally:
         events.stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for w in workers:
-            try:
-                w.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(workers, timeout=5)
+        stop_tree(proc, workers)
     assert changes(out_file, "cpu_high", "h3") == []
     assert "all workers stopped" in "".join(out)
     logs = Path(re.search(r"worker logs: (\S+)", "".join(out)).group(1))  # type: ignore[union-attr]

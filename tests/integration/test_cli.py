@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from itest_support import kill_all
 
 REPO = Path(__file__).resolve().parents[2]
 WORDCOUNT = REPO / "topologies" / "wordcount.py"
@@ -42,13 +43,7 @@ def worker_processes(name: str) -> list[psutil.Process]:
 
 
 def kill_workers(name: str) -> None:
-    procs = worker_processes(name)
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
+    kill_all(worker_processes(name))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from itest_support import kill_all
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 STORM = Path(sys.executable).parent / "storm"
@@ -30,13 +31,7 @@ def workers_of(path: Path) -> list[psutil.Process]:
 
 
 def kill_workers_of(path: Path) -> None:
-    procs = workers_of(path)
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
+    kill_all(workers_of(path))
 
 
 @pytest.mark.timeout(90)
