@@ -101,13 +101,12 @@ class Worker:
         tr = self.tracker
         tr.deliver = self._deliver_system
         tr.finish = self._finish
-        tr.local_ackers = {ex.task_id: (ex.stats, ex.instance.trees) for ex in self.bolts
-                           if ex.cdef.system and ex.component == ACKER}
+        ackers = [ex for ex in self.bolts if ex.cdef.system and ex.component == ACKER]
+        tr.local_ackers = {ex.task_id: (ex.stats, ex.instance.trees) for ex in ackers}
         # Other workers' acks for a local acker fold as they are decoded (an
         # acker with hooks keeps the executor path, where hooks are told).
         self.takers = {ex.task_id: AckerIntake(ex.instance.trees, ex.stats, ex.record_error)
-                       for ex in self.bolts
-                       if ex.cdef.system and ex.component == ACKER and ex.hooks is None}
+                       for ex in ackers if ex.hooks is None}
         for ex in self.executors.values():
             tr.fail_sids[ex.task_id] = ex.fail_sid
             if isinstance(ex, SpoutExecutor):

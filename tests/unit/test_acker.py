@@ -126,7 +126,7 @@ def test_seeded_ids_repeat_and_unseeded_ones_differ() -> None:
     a = Ids(random.Random(7))
     b = Ids(random.Random(7))
     assert [a.next() for _ in range(3000)] == [b.next() for _ in range(3000)]
-    assert {Ids().next() for _ in range(50)}.__len__() == 50
+    assert len({Ids().next() for _ in range(50)}) == 50
 
 
 # -- the acker -------------------------------------------------------------------------
