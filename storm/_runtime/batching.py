@@ -331,19 +331,15 @@ def decode_frames(frames: list[bytes], streams: list[StreamMeta],
             if trees is None:
                 for values in values_list:
                     app(Tuple(values, meta, src))
-            elif type(trees) is bytes:
-                ids = unpack_ids(trees)
-                i = 0
-                for values in values_list:
-                    app(Tuple(values, meta, src, ids[i], ids[i + 1]))
-                    i += 2
-            elif len(trees) == 2 * len(values_list):  # the ids unpacked (see _wire_group)
-                if not _all_ints(trees):
+            elif type(trees) is bytes or len(trees) == 2 * len(values_list):
+                # One tree each: packed ids, or the list form (see _wire_group).
+                ids: list[Any] = unpack_ids(trees) if type(trees) is bytes else trees
+                if ids is trees and not _all_ints(ids):
                     drops.drop(frame, "a group's tree ids are not all ints")
                     continue
                 i = 0
                 for values in values_list:
-                    app(Tuple(values, meta, src, trees[i], trees[i + 1]))
+                    app(Tuple(values, meta, src, ids[i], ids[i + 1]))
                     i += 2
             else:
                 bad = 0
