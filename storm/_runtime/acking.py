@@ -73,9 +73,6 @@ class Ids:
             return pool.pop()
         return self._refill()
 
-    def new_id(self) -> Any:
-        return self.next()
-
     def _refill(self) -> Any:
         rng = self.rng
         raw = bytearray(os.urandom(8 * _POOL) if rng is None else rng.randbytes(8 * _POOL))

@@ -81,7 +81,6 @@ class Collector:
         self.acking = ex.acking
         self.tracker = worker.tracker
         self.ids = worker.ids
-        self.new_id = worker.ids.new_id
         self.hooks = hooks
         self.cache: dict[Any, Delivery] = {}
         self.next_entry: Callable[[], Delivery] | None = None
@@ -256,7 +255,7 @@ class BoltCollector(Collector):
         deliver = self.deliver
         hooks = self.hooks
         if group and self.acking:
-            new_id = self.new_id
+            new_id = self.ids.next
             for t in tasks:
                 root, edge, more = anchor(group, new_id)
                 deliver(t, values, sid, me, root, edge, more)

@@ -16,7 +16,7 @@ from storm._acking import ACK_ACK, ACK_FAIL, ACK_INIT, ACK_RESULT, ROTATING_BUCK
 from storm._runtime.acking import AckerBolt, Ids, RotatingMap
 from storm._tuple import TICK_META, StreamMeta, Tuple
 
-new_id = Ids().new_id
+new_id = Ids().next
 
 # -- RotatingMap ---------------------------------------------------------------------
 
