@@ -36,6 +36,9 @@ WATERMARK_STREAM = "watermark"
 STATUS_SECS = 1.0
 #: Firing keys per rule an evaluator's status lists (all are counted).
 STATUS_KEYS = 100
+#: state_size(): the engine's state is counted again after this many times as
+#: long as the last count took (a count walks every (rule, key) pair).
+SIZE_REFRESH = 50
 #: An observation tuple: one rule's (``rule`` its name) or, from RuleMatchBolt,
 #: every rule an event matched for one key (``rule`` is BATCH and ``value`` is
 #: ``[names, values]``). A batch keeps the tuples per event at one per key, not
@@ -255,6 +258,8 @@ class RuleEvalBolt(Bolt):
         self.ruleset = self.rules_file.rules
         self._names = frozenset(r.name for r in self.ruleset.rules)  # the rules this task runs
         self.engine = RuleEngine(self.ruleset)
+        self._size: StateSize | None = None  # the last count of the engine's state (state_size)
+        self._size_next = 0.0
         self.topology = context.topology_name
         self.task = context.task_id
         self.unknown_rule = 0  # observations of a rule this task does not have (an edit on its way)
@@ -313,8 +318,19 @@ class RuleEvalBolt(Bolt):
 
     def state_size(self) -> StateSize:
         """The alert state this task holds: (rule, key) pairs, panes, open
-        sequence matches, approximate bytes."""
-        return self.engine.state_size()
+        sequence matches, approximate bytes.
+
+        The worker asks every metrics interval, and the count walks every
+        (rule, key) pair (about a quarter of a second at a million pairs), so
+        it is taken again only once SIZE_REFRESH times as long as the last
+        count took has passed (at least a second): a few percent of the
+        task's time at most, a figure up to that many seconds old."""
+        now = time.monotonic()
+        if self._size is None or now >= self._size_next:
+            t0 = time.perf_counter()
+            self._size = self.engine.state_size()
+            self._size_next = now + max(1.0, SIZE_REFRESH * (time.perf_counter() - t0))
+        return self._size
 
     def _unknown_rule(self, rule: str, key: str, ts: float, value: Any) -> None:
         """A match task applied an edit of the rules file before this task did
@@ -448,6 +464,7 @@ class StatefulRuleEvalBolt(StatefulBolt, RuleEvalBolt):
         # Called at start and after every rollback: rebuild from the committed
         # snapshot alone, event time included (the watermark of the snapshot).
         self.engine = RuleEngine(self.ruleset)
+        self._size = None  # a new engine: counted at the next ask
         self.watermarks = Watermarks(self._mark_tasks, self.ruleset.lag)
         self._firing, self._muted_ids = {}, set()
         snap = state.get(self.STATE_KEY)

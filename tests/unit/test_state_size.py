@@ -58,3 +58,25 @@ def test_state_size_is_reported_summed_and_printed() -> None:
     console = Console(width=120, record=True)
     console.print(stats_tables(stats, ["all"]))
     assert f"holder: queue 0, pending 0, state bytes 2.0K, keys {sum(holder_tasks)}" in console.export_text()
+
+
+@pytest.mark.timeout(30)
+def test_the_evaluator_counts_its_state_again_only_after_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The count walks every (rule, key) pair: asked every second by the worker,
+    # it is taken again after at least a second (longer when it is slow).
+    import storm.alerting._bolts as bolts
+    from storm.alerting import RuleEvalBolt, parse_rules
+
+    clock = [100.0]
+    monkeypatch.setattr(bolts.time, "monotonic", lambda: clock[0])
+    bolt = RuleEvalBolt()
+    bolt.engine = bolts.RuleEngine(parse_rules({"rules": [{"name": "busy", "key": "host", "condition": {
+        "kind": "threshold", "aggregate": "count", "window": 10, "op": ">=", "value": 2}}]}))
+    bolt._size, bolt._size_next = None, 0.0
+    assert bolt.state_size()["keys"] == 0
+    bolt.engine.observe("busy", "h1", 1.0, None)
+    bolt.engine.observe("busy", "h2", 1.0, None)
+    clock[0] += 0.5
+    assert bolt.state_size()["keys"] == 0, "counted again within the second"
+    clock[0] += 0.6
+    assert bolt.state_size() == bolt.engine.state_size() and bolt.state_size()["keys"] == 2
