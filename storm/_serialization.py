@@ -88,10 +88,33 @@ def describe_unencodable(values: Sequence[Any]) -> tuple[int, str] | None:
     """Index of the first value msgpack cannot encode (so that it decodes to an
     equal value) and a description of what is wrong with it, or None."""
     for i, v in enumerate(values):
-        bad = _first_bad(v, "", 0)
-        if bad is not None:
-            return i, bad
+        # The check first (no path strings built), the description only for a bad value.
+        if not _encodable(v, 0):
+            return i, _first_bad(v, "", 0) or "a value msgpack rejects"
     return None
+
+
+def _encodable(v: Any, depth: int) -> bool:
+    """Whether _first_bad finds nothing in `v` (the same rules, no description)."""
+    t = type(v)
+    if t in _SIMPLE:
+        return t is not int or -(1 << 63) <= v < (1 << 64)
+    if depth > 64:
+        return False
+    if t is list or t is tuple:
+        for x in v:  # noqa: SIM110 - a loop, not all() over a generator (this is per emitted tuple)
+            if type(x) is not str and not _encodable(x, depth + 1):
+                return False
+        return True
+    if t is dict:
+        for k, x in v.items():
+            tk = type(k)
+            if tk not in _SIMPLE or (tk is int and not -(1 << 63) <= k < (1 << 64)):
+                return False
+            if type(x) is not str and not _encodable(x, depth + 1):
+                return False
+        return True
+    return False
 
 
 def _int_ok(v: int) -> bool:

@@ -173,3 +173,16 @@ def test_a_dict_key_the_receiver_cannot_decode_is_rejected_at_emit(value: Any) -
                        match=r"component 'c' .* on stream 's': field 'f' holds a dict key of type tuple"):
         check_values([value], "c", "s", ["f"])
     assert describe_unencodable([value]) is not None
+
+
+deep: list[Any] = []
+for _ in range(70):
+    deep = [deep]
+
+
+@pytest.mark.parametrize("value", [p.values[0] for p in BAD] + [
+    "s", 1, 2**64 - 1, None, [1, "a", {"k": [2.0, b"x"]}], ({"a": (1, 2)},), {1: "x", "k": None}, deep, deep[0][0][0]])
+def test_the_quick_check_agrees_with_the_description(value: Any) -> None:
+    from storm._serialization import _encodable, _first_bad
+
+    assert _encodable(value, 0) == (_first_bad(value, "", 0) is None)
