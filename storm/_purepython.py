@@ -3,8 +3,9 @@ compiler was present at install) or their pure-Python source, which
 ``STORM_PURE_PYTHON=1`` forces even when a compiled build is installed
 (for profiling with cProfile, or to check both builds behave the same).
 
-Compiled and pure builds are the same source: storm/_tuple.py and the modules of
-storm/_runtime/ listed in setup.py's COMPILED. Python would import a compiled
+Compiled and pure builds are the same source: storm/_tuple.py, the modules of
+storm/_runtime/ listed in setup.py's COMPILED, and the alert engine's two
+(COMPILED_ALERTING). Python would import a compiled
 module's extension file before its source; the finder here reverses that for
 those modules only."""
 
@@ -29,6 +30,8 @@ COMPILED_MODULES = frozenset({
     "storm._runtime.routing",
     "storm._runtime.stats",
     "storm._runtime.worker",
+    "storm.alerting._engine",
+    "storm.alerting._panes",
 })
 
 
