@@ -44,6 +44,9 @@ def test_this_run_uses_the_build_it_was_asked_for() -> None:
     elif os.environ.get("CI") == "true":
         # .ci/run compiles the core: the suite must test the compiled build.
         assert core_build() == "compiled", storm._runtime.worker.__file__
+        import storm.alerting._engine
+
+        assert not (storm.alerting._engine.__file__ or "").endswith(".py"), "the alert engine is compiled too"
 
 
 @pytest.mark.timeout(30)
