@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import storm._runtime.worker
+import storm.alerting._engine
 from storm._purepython import COMPILED_MODULES
 from storm._runtime import core_build
 
@@ -44,8 +45,6 @@ def test_this_run_uses_the_build_it_was_asked_for() -> None:
     elif os.environ.get("CI") == "true":
         # .ci/run compiles the core: the suite must test the compiled build.
         assert core_build() == "compiled", storm._runtime.worker.__file__
-        import storm.alerting._engine
-
         assert not (storm.alerting._engine.__file__ or "").endswith(".py"), "the alert engine is compiled too"
 
 
