@@ -14,7 +14,7 @@ import sys
 from array import array
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from ._panes import (
     HEADER,
@@ -37,8 +37,8 @@ from ._panes import (
 from ._rules import OPS, Rule, RuleSet
 from ._sequence import SequenceMatcher
 
-FIRING = "firing"
-RESOLVED = "resolved"
+FIRING: Final = "firing"
+RESOLVED: Final = "resolved"
 
 
 @dataclass(frozen=True)

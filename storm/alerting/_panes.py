@@ -14,16 +14,16 @@ import math
 import sys
 from array import array
 from fractions import Fraction
-from typing import Any
+from typing import Any, Final
 
 from ddsketch import DDSketch
 
 #: DDSketch's relative accuracy: a quantile it answers is within 1% of the exact
 #: value at that rank (relative error, for any distribution and any value range).
-RELATIVE_ACCURACY = 0.01
+RELATIVE_ACCURACY: Final = 0.01
 #: Values a pane holds raw before they go into its sketch. A window whose panes
 #: all hold raw values answers quantiles exactly.
-RAW_VALUES = 32
+RAW_VALUES: Final = 32
 
 
 def pane_length(window: float, slide: float) -> float:
@@ -239,21 +239,21 @@ def window_moments(panes: list[Pane], lo: int, hi: int) -> tuple[int, float, flo
 # bins while the pane is open, packed into bytes once the key moves on (BINS).
 
 #: Header of a key's array: firing (1.0 / 0.0), fired_at and ref (NaN: none).
-H = 3
-NAN = math.nan
-HEADER = (0.0, NAN, NAN)
+H: Final = 3
+NAN: Final = math.nan
+HEADER: Final = (0.0, NAN, NAN)
 #: Floats per pane, by engine mode: 0 count, 1 sum/avg, 2 min, 3 max, 4 quantile, 5 anomaly.
 #: idx, n, then: - | sum, compensation | min | max | store id | sum, compensation, sum of squares.
-STRIDE = (2, 4, 3, 3, 3, 5)
+STRIDE: Final = (2, 4, 3, 3, 3, 5)
 #: What follows the index of a new pane, by mode (the store id of a quantile pane is set apart).
-TAIL = ((0.0,), (0.0, 0.0, 0.0), (0.0, math.inf), (0.0, -math.inf), (0.0, 0.0), (0.0, 0.0, 0.0, 0.0))
+TAIL: Final = ((0.0,), (0.0, 0.0, 0.0), (0.0, math.inf), (0.0, -math.inf), (0.0, 0.0), (0.0, 0.0, 0.0, 0.0))
 
-_MAPPING = DDSketch(RELATIVE_ACCURACY)._mapping
-_MIN_INDEXABLE = _MAPPING.min_possible
+_MAPPING: Final[Any] = DDSketch(RELATIVE_ACCURACY)._mapping
+_MIN_INDEXABLE: Final[Any] = _MAPPING.min_possible
 #: Bin keys of a store: a positive value's DDSketch key as is, a negative
 #: value's key + NEG_KEY, zero as ZERO_KEY (DDSketch keys stay within ±2^16).
-NEG_KEY = 1 << 20
-ZERO_KEY = 1 << 22
+NEG_KEY: Final = 1 << 20
+ZERO_KEY: Final = 1 << 22
 
 Store = Any  # array('d') of raw values | dict[int, float] of bins | bytes (packed bins)
 
