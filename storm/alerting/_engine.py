@@ -19,6 +19,8 @@ from typing import Any, Final, TypedDict
 from ._panes import (
     HEADER,
     NAN,
+    NEW_KEY,
+    ONE_VALUE,
     STRIDE,
     TAIL,
     H,
@@ -296,7 +298,7 @@ class RuleEngine:
         if value is None and mode:
             return True  # nothing to aggregate (the match bolt skips such events)
         if st is None:
-            st = rs.keys[key] = array("d", HEADER)
+            st = rs.keys[key] = NEW_KEY[:]
         K = rs.K
         n = len(st)
         if n == H or st[n - K] < idx:
@@ -367,7 +369,8 @@ class RuleEngine:
             sid = rs.nsid
             rs.nsid = sid + 1
             st[p + 2] = sid
-            stores[sid] = array("d", (v,))
+            raw = stores[sid] = ONE_VALUE[:]
+            raw[0] = v
             if p + 3 == len(st) and p > H:
                 # The key moved on to a new pane: the one before is closed (an
                 # event out of order may still reopen it), its bins are packed.

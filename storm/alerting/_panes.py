@@ -242,6 +242,11 @@ def window_moments(panes: list[Pane], lo: int, hi: int) -> tuple[int, float, flo
 H: Final = 3
 NAN: Final = math.nan
 HEADER: Final = (0.0, NAN, NAN)
+#: A new key's array is a copy of this one (a slice: array("d", HEADER) parses
+#: its arguments and converts each item, several times the cost).
+NEW_KEY: Final[Any] = array("d", (0.0, math.nan, math.nan))  # HEADER
+#: A new quantile pane's raw values: a copy of this one, its value then set.
+ONE_VALUE: Final[Any] = array("d", (0.0,))
 #: Floats per pane, by engine mode: 0 count, 1 sum/avg, 2 min, 3 max, 4 quantile, 5 anomaly.
 #: idx, n, then: - | sum, compensation | min | max | store id | sum, compensation, sum of squares.
 STRIDE: Final = (2, 4, 3, 3, 3, 5)
