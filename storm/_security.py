@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 
 import zmq
 import zmq.auth
+from zmq.auth.base import Authenticator
 from zmq.auth.thread import ThreadAuthenticator
 
 from ._errors import ConfigError, StormError
@@ -188,6 +190,22 @@ class _Authenticator(ThreadAuthenticator):
     """pyzmq's ZAP thread; keeps the peer's address for the refusal log."""
 
     address = ""
+
+    def start(self) -> None:
+        # A handler stopped just before on this context (a daemon or a test in
+        # the same process) frees the ZAP endpoint only once ZeroMQ's reaper has
+        # closed its socket, asynchronously: a bind in between fails with
+        # EADDRINUSE. Retry it for up to 2 s.
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                super().start()
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+                Authenticator.stop(self)  # closes the socket that failed to bind
+                time.sleep(0.01)
 
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         if len(msg) > 3:

@@ -9,6 +9,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -283,3 +284,18 @@ def test_request_fails_at_once_on_a_refused_key(tmp_path: Path) -> None:
         thread.join(2)
         server.close(0)
         release_guard(guard)
+
+
+@pytest.mark.timeout(60)
+def test_a_guard_starts_right_after_another_stopped_on_the_same_context(tmp_path: Path) -> None:
+    # ZeroMQ frees the ZAP endpoint of a stopped guard asynchronously; the next
+    # guard on the context (a daemon restarted in one process, the next test)
+    # must not fail with "Address already in use".
+    generate(tmp_path / "k")
+    cluster = CurveKeys.cluster(tmp_path / "k")
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        for _ in range(30):
+            release_guard(acquire_guard(cluster, ctx))
+    finally:
+        ctx.destroy(linger=0)
