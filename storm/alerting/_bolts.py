@@ -321,7 +321,7 @@ class RuleEvalBolt(Bolt):
         sequence matches, approximate bytes.
 
         The worker asks every metrics interval, and the count walks every
-        (rule, key) pair (about a quarter of a second at a million pairs), so
+        (rule, key) pair (about a quarter of a second at 580,000 pairs), so
         it is taken again only once SIZE_REFRESH times as long as the last
         count took has passed (at least a second): a few percent of the
         task's time at most, a figure up to that many seconds old."""
