@@ -98,7 +98,7 @@ def _encodable(v: Any, depth: int) -> bool:
     """Whether _first_bad finds nothing in `v` (the same rules, no description)."""
     t = type(v)
     if t in _SIMPLE:
-        return t is not int or -(1 << 63) <= v < (1 << 64)
+        return t is not int or _int_ok(v)
     if depth > 64:
         return False
     if t is list or t is tuple:
@@ -109,7 +109,7 @@ def _encodable(v: Any, depth: int) -> bool:
     if t is dict:
         for k, x in v.items():
             tk = type(k)
-            if tk not in _SIMPLE or (tk is int and not -(1 << 63) <= k < (1 << 64)):
+            if tk not in _SIMPLE or (tk is int and not _int_ok(k)):
                 return False
             if type(x) is not str and not _encodable(x, depth + 1):
                 return False

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, TypedDict
 
 from ._panes import (
-    HEADER,
     NAN,
     NEW_KEY,
     ONE_VALUE,
@@ -696,7 +695,7 @@ class RuleEngine:
                 st.before = before
             return
         if st is None:
-            st = rs.keys[key] = array("d", HEADER)
+            st = rs.keys[key] = NEW_KEY[:]
         st[0] = 1.0 if firing else 0.0
         st[1] = NAN if fired_at is None else float(fired_at)
 

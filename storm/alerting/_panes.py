@@ -229,7 +229,7 @@ def window_moments(panes: list[Pane], lo: int, hi: int) -> tuple[int, float, flo
 
 
 # -- the engine's flat form ------------------------------------------------------------
-# The engine keeps each (rule, key) as one array('d'): a header (HEADER) and
+# The engine keeps each (rule, key) as one array('d'): a header (NEW_KEY) and
 # then its non-empty panes by index, STRIDE[mode] floats each (the pane index,
 # its count, then the mode's partial aggregates). Arrays of floats are not
 # tracked by the garbage collector, nor is a dict holding only them, so millions
@@ -238,13 +238,14 @@ def window_moments(panes: list[Pane], lo: int, hi: int) -> tuple[int, float, flo
 # in a per-rule dict of stores: an array('d') of raw values, a dict of DDSketch
 # bins while the pane is open, packed into bytes once the key moves on (BINS).
 
-#: Header of a key's array: firing (1.0 / 0.0), fired_at and ref (NaN: none).
+#: Length of a key's array header: firing (1.0 / 0.0), fired_at and ref (NaN: none).
 H: Final = 3
 NAN: Final = math.nan
-HEADER: Final = (0.0, NAN, NAN)
-#: A new key's array is a copy of this one (a slice: array("d", HEADER) parses
-#: its arguments and converts each item, several times the cost).
-NEW_KEY: Final[Any] = array("d", (0.0, math.nan, math.nan))  # HEADER
+#: A new key's array, the header alone: a key's array starts as a slice of it
+#: (array("d", ...) parses its arguments and converts each item, several times
+#: the cost). Its values are spelled out: compiled, a module-level Final built
+#: from another Final tuple is not set yet at import.
+NEW_KEY: Final[Any] = array("d", (0.0, math.nan, math.nan))
 #: A new quantile pane's raw values: a copy of this one, its value then set.
 ONE_VALUE: Final[Any] = array("d", (0.0,))
 #: Floats per pane, by engine mode: 0 count, 1 sum/avg, 2 min, 3 max, 4 quantile, 5 anomaly.
