@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, Final
 from .._acking import ACK_ACK, ACK_FAIL, ACK_INIT, ACK_RESULT, ROTATING_BUCKETS
 from .._component import Bolt
 from .._tuple import Tuple
+from .stats import TaskStats
 
 if TYPE_CHECKING:
     from .._context import TopologyContext
+    from .executor import BoltExecutor
 
 __all__ = [
     "AckTracker",
@@ -197,11 +199,21 @@ class AckerTrees:
 
     A plain class of the core (compiled, so the worker's folds into it are
     direct calls); `AckerBolt` is the bolt around it. Results go to
-    `on_result(spout_task, root, ok)`."""
+    `on_result(spout_task, root, ok)`, or, in a worker, to the acker task's
+    executor (`executor`: a direct call when compiled, not one through a
+    callable attribute)."""
 
     def __init__(self, on_result: Callable[[int, Any, bool], None]) -> None:
         self.pending = RotatingMap()
         self.on_result = on_result
+        self.executor: BoltExecutor | None = None
+
+    def _result(self, spout_task: int, root: Any, ok: bool) -> None:
+        ex = self.executor
+        if ex is not None:
+            ex.acker_result(spout_task, root, ok)
+        else:
+            self.on_result(spout_task, root, ok)
 
     def fold(self, root: Any, value: Any, spout_task: int) -> None:
         """XOR `value` into tree `root`; `spout_task` is non-zero for the init
@@ -224,10 +236,10 @@ class AckerTrees:
         if task:
             if entry.failed:
                 pending.pop(root)
-                self.on_result(task, root, False)
+                self._result(task, root, False)
             elif entry.xor == 0:
                 pending.pop(root)
-                self.on_result(task, root, True)
+                self._result(task, root, True)
 
     def fail(self, root: Any) -> None:
         """A bolt failed a tuple of tree `root`: the tree fails (now, or when
@@ -240,13 +252,13 @@ class AckerTrees:
         entry.failed = True
         if entry.task:
             pending.pop(root)
-            self.on_result(entry.task, root, False)
+            self._result(entry.task, root, False)
 
     def expire(self) -> None:
         """Rotate the timeouts: the trees in the oldest bucket fail."""
         for root, entry in self.pending.rotate().items():
             if entry.task:
-                self.on_result(entry.task, root, False)
+                self._result(entry.task, root, False)
 
 
 class AckerIntake:
@@ -314,9 +326,9 @@ class AckerBolt(Bolt):
     """The `__acker` system bolt: acks, inits and fails arrive as tuples and
     fold into its `AckerTrees`; ticks rotate the timeouts.
 
-    Results go to `trees.on_result`: a worker binds a direct delivery there
-    when the task starts; unbound, they are emitted on the result stream (what
-    a test of this bolt alone sees)."""
+    Results go to the acker task's executor (`trees.executor`, set when the
+    task is made in a worker: a direct delivery); without one, they are
+    emitted on the result stream (what a test of this bolt alone sees)."""
 
     def __init__(self) -> None:
         self.trees = AckerTrees(self.send_result)
@@ -368,7 +380,7 @@ class AckTracker:
         self.pending: dict[Any, Any] = {}  # root -> folded value since the last flush
         self.inits: dict[Any, int] = {}  # root -> spout task, init not sent yet
         # acker task of this worker -> (its executor's stats, its trees)
-        self.local_ackers: dict[int, tuple[Any, AckerTrees]] = {}
+        self.local_ackers: dict[int, tuple[TaskStats, AckerTrees]] = {}
         self.deliver: Callable[[int, list[Any], int, int], None] | None = None
         # Folded acks for an acker of another worker, [root, value, ...] per
         # acker task: sent packed with the next frame to that worker.
@@ -419,12 +431,14 @@ class AckTracker:
         """Move a random root to the acker `slot` (root % ackers picks the
         acker), staying in msgpack's uint64 range: the init and the result of a
         tree that stays here then never cross the network."""
+        if slot < 0:
+            return root
         n = self.n
-        if slot >= 0:
-            root += slot - root % n
-            if root > UINT64_MAX:
-                root -= n
-        return root
+        r: int = root  # machine words when compiled (ids are below 2**62)
+        r += slot - r % n
+        if r > UINT64_MAX:
+            r -= n
+        return r
 
     def start(self, root: Any, xor: Any, spout_task: int) -> None:
         """A spout started tree `root` with edges XORing to `xor`. The init is
@@ -511,7 +525,8 @@ class AckTracker:
                 continue
             if not value and not spout_task:
                 continue
-            acker = ackers[root % n]
+            r: int = root  # a machine word when compiled: a native modulo and index
+            acker = ackers[r % n]
             local = local_ackers.get(acker)
             if local is not None:
                 # The tree's acker lives here: fold directly, no tuple, no queue.

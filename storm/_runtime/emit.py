@@ -39,6 +39,7 @@ from .routing import (
 
 if TYPE_CHECKING:
     from .executor import BoltExecutor, Executor, SpoutExecutor
+    from .worker import Worker
 
 __all__ = ["BoltCollector", "SpoutCollector"]
 
@@ -73,7 +74,7 @@ class Collector:
         self.me = ex.task_id
         self.component = ex.component
         self.routes: dict[str, Route] = ex.routes
-        self.deliver = worker.deliver
+        self.worker: Worker = worker  # its deliver: a direct call when compiled
         self.local_get = worker.local_append.get
         self.outbox = worker.outbox
         self.flush = worker.outbox.flush
@@ -252,18 +253,18 @@ class BoltCollector(Collector):
         group: Sequence[Any] = () if anchors is None else (anchors,) if type(anchors) is Tuple else anchors
         sid = route.meta.sid
         me = self.me
-        deliver = self.deliver
+        w = self.worker
         hooks = self.hooks
         if group and self.acking:
             new_id = self.ids.next
             for t in tasks:
                 root, edge, more = anchor(group, new_id)
-                deliver(t, values, sid, me, root, edge, more)
+                w.deliver(t, values, sid, me, root, edge, more)
                 if hooks is not None and root is not None:
                     hooks.edge(self.ex, stream, values, t, roots_of(root, edge, more), group)
         else:
             for t in tasks:
-                deliver(t, values, sid, me)
+                w.deliver(t, values, sid, me)
         if hooks is not None:
             hooks.emitted(self.ex, stream, values, tasks, tuple(group), direct_task)
         return tasks
@@ -356,7 +357,7 @@ class SpoutCollector(Collector):
             ex.emitted_this_call += 1
             sid = route.meta.sid
             for t in tasks:
-                self.deliver(t, values, sid, self.me)
+                self.worker.deliver(t, values, sid, self.me)
             if msg_id is not None:
                 ex.immediate_acks.append(msg_id)
         if self.hooks is not None:
@@ -381,14 +382,14 @@ class SpoutCollector(Collector):
         root = tracker.place_root(root, self.slot)
         sid = route.meta.sid
         me = self.me
-        deliver = self.deliver
+        w = self.worker
         xor = 0
         edges: list[tuple[int, int]] | None = None if hooks is None else []
         for t in tasks:
             e = ids.next()
             ei: int = e
             xor ^= ei
-            deliver(t, values, sid, me, root, e)
+            w.deliver(t, values, sid, me, root, e)
             if edges is not None:
                 edges.append((t, e))
         ex.pending.put_new(root, (msg_id, self.clock()))

@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .._acking import ACK_FAIL, ACK_INIT, ACK_RESULT, ACKER, ROTATING_BUCKETS
@@ -133,9 +134,9 @@ class BoltExecutor(Executor):
         self.probed = type(inst).ack is Bolt.ack
         self.collector: BoltCollector | None = None
         if isinstance(inst, AckerBolt):
-            inst.trees.on_result = self._acker_result
+            inst.trees.executor = self
 
-    def _acker_result(self, spout_task: int, root: Any, ok: bool) -> None:
+    def acker_result(self, spout_task: int, root: Any, ok: bool) -> None:
         """The acker's result goes straight to a local spout, else over its stream
         (a direct delivery: the acker is ours, emit's checks are not needed)."""
         route = self.routes[ACK_RESULT]
@@ -317,6 +318,10 @@ class SpoutExecutor(Executor):
         self.backoff = 0.0
         self.resume_at = 0.0
         self.collector: SpoutCollector | None = None
+        # The spout's ack and fail, looked up once (again after open, which
+        # may set them): not by name per tree.
+        self.user_ack: Callable[[Any], Any] = self.instance.ack
+        self.user_fail: Callable[[Any], Any] = self.instance.fail
 
     def bind(self) -> None:
         self.collector = SpoutCollector(self, self.hooks)
@@ -327,6 +332,8 @@ class SpoutExecutor(Executor):
         if type(inst).initialize is not Spout.initialize:
             inst.initialize(self.conf, self.context)
         inst.open(self.conf, self.context)
+        self.user_ack = inst.ack
+        self.user_fail = inst.fail
 
     def fail_unencodable(self, tup: Tuple) -> None:
         if tup.root is not None:
@@ -353,7 +360,7 @@ class SpoutExecutor(Executor):
         if self.hooks is not None:
             self.hooks.spout_acked(self, msg_id)
         try:
-            self.instance.ack(msg_id)
+            self.user_ack(msg_id)
         except Exception as exc:
             self.record_error(exc, "ack")
 
@@ -362,7 +369,7 @@ class SpoutExecutor(Executor):
         if self.hooks is not None:
             self.hooks.spout_failed(self, msg_id)
         try:
-            self.instance.fail(msg_id)
+            self.user_fail(msg_id)
         except Exception as exc:
             self.record_error(exc, "fail")
 

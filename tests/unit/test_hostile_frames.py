@@ -225,6 +225,7 @@ def test_acks_cross_between_two_workers_packed_and_complete_the_tree() -> None:
     a0 = next(t for t in spec.components["__acker"].tasks if assignment[t] == 0)
     trees = workers[0].takers[a0].trees
     results: list[Any] = []
+    trees.executor = None  # results to on_result below, not to the acker task's executor
     trees.on_result = lambda task, root, ok: results.append((task, root, ok))
     tracker = workers[1].tracker
     root = tracker.place_root((1 << 61) + 12345, tracker.ackers.index(a0))  # a tree of worker 0's acker
