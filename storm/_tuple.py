@@ -67,13 +67,13 @@ class Tuple:
 
     def __init__(
         self, values: Sequence[Any], meta: StreamMeta, source_task: int, root: Any = None,
-        edge: Any = 0, more: dict[Any, Any] | None = None,
+        edge: int = 0, more: dict[Any, Any] | None = None,
     ) -> None:
         self.values: Any = values
         self.meta = meta
         self.source_task = source_task
         self.root: Any = root
-        self.edge: Any = edge
+        self.edge = edge  # a machine word when compiled: acking it reads no object
         self.more: dict[Any, Any] | None = more
         self.ack_val: int = 0  # a machine word when compiled (ids are below 2**62)
 

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 UINT64_MAX: Final = (1 << 64) - 1
+_WORD_MAX: Final = (1 << 62) - 1  # the largest int a compiled int holds unboxed
 _POOL: Final = 1024  # ids drawn from the generator at once
 _MISSING: Final[Any] = object()
 # Zeroes the top two bits of each id's most significant byte (ids below 2**62).
@@ -395,7 +396,10 @@ class AckTracker:
         # The tree acked last and its value since it was folded into `pending`:
         # a bolt acks the children of one tuple one after the other (they were
         # emitted together), so a run of acks of one tree costs one dict update.
+        # last_int: the same root as a machine word, so a tuple of it decoded from
+        # a frame (an equal int, not the same object) compares natively.
         self.last_root: Any = None
+        self.last_int = 0
         self.last_value = 0
 
     @property
@@ -436,7 +440,8 @@ class AckTracker:
         n = self.n
         r: int = root  # machine words when compiled (ids are below 2**62)
         r += slot - r % n
-        if r > UINT64_MAX:
+        # Compared with a machine word first: only a root from a hook can be this large.
+        if r > _WORD_MAX and r > UINT64_MAX:
             r -= n
         return r
 
@@ -461,18 +466,25 @@ class AckTracker:
         if av:
             value ^= av
         last = self.last_root
-        if root is last or (last is not None and root == last):
+        r = 0
+        same = root is last
+        if not same:
+            ri: int = root  # declared here: an int (assigning Any to `r` would make it Any)
+            r = ri
+            same = last is not None and ri == self.last_int
+        if same:
             self.last_value ^= value
         else:
             if last is not None:
                 self._fold(last, self.last_value)
             self.last_root = root
+            self.last_int = r
             self.last_value = value
         more = tup.more
         if more is not None:
             pending = self.pending
-            for r, edge in more.items():
-                pending[r] = pending.get(r, 0) ^ edge ^ av
+            for mr, edge in more.items():
+                pending[mr] = pending.get(mr, 0) ^ edge ^ av
 
     def fail(self, tup: Tuple, src: int) -> None:
         """A bolt (task `src`) failed `tup`: fail each of its trees now."""
@@ -520,10 +532,11 @@ class AckTracker:
                 if st is not None:
                     del inits[root]
                     spout_task = st
-            if spout_task and value == 0:
+            v: int = value  # a machine word when compiled: native tests against 0
+            if spout_task and v == 0:
                 finish(spout_task, root, True)
                 continue
-            if not value and not spout_task:
+            if v == 0 and not spout_task:
                 continue
             r: int = root  # a machine word when compiled: a native modulo and index
             acker = ackers[r % n]

@@ -228,7 +228,7 @@ class BoltCollector(Collector):
                 a.ack_val ^= ei
                 local = dl.local
                 if local is not None:
-                    local(Tuple(values, d.meta, self.me, ar, e))
+                    local(Tuple(values, d.meta, self.me, ar, ei))
                 else:
                     rvals = dl.rvals
                     rvals.append(values)

@@ -13,6 +13,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, Final
 
 from .._acking import ACK_FAIL, ACK_INIT, ACK_RESULT, ACKER, ROTATING_BUCKETS
@@ -160,7 +161,7 @@ class BoltExecutor(Executor):
 
     def end_probe(self) -> None:
         stats = self.stats
-        stats.process_ns += time.perf_counter_ns() - self.probe_t0
+        stats.process_ns += perf_counter_ns() - self.probe_t0
         stats.process_samples += 1
         self.probe_target = None
 
@@ -173,7 +174,7 @@ class BoltExecutor(Executor):
             n = budget
         stats = self.stats
         sample = (stats.executed // self._sample_every) != ((stats.executed + n) // self._sample_every)
-        t0 = time.perf_counter_ns() if sample else 0
+        t0 = perf_counter_ns() if sample else 0
         if sample and self.probed and self.probe_target is None and inbox[0].meta is not TICK_META:
             self.probe_target = inbox[0]
             self.probe_t0 = t0
@@ -193,7 +194,7 @@ class BoltExecutor(Executor):
         stats.busy_s += now - start
         stats.executed += done
         if sample and done:
-            stats.exec_ns += (time.perf_counter_ns() - t0) // done
+            stats.exec_ns += (perf_counter_ns() - t0) // done
             stats.exec_samples += 1
         return done
 
@@ -384,7 +385,7 @@ class SpoutExecutor(Executor):
             self.hooks.tree_done(self, root, bool(ok), "acked" if ok else "failed")
         if ok:
             stats = self.stats
-            dt = time.perf_counter_ns() - t0
+            dt = perf_counter_ns() - t0
             stats.complete_ns += dt
             stats.complete_samples += 1
             recent = stats.recent_complete_ns
