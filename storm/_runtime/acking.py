@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
-from array import array
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -30,6 +28,8 @@ from .._tuple import Tuple
 from .stats import TaskStats
 
 if TYPE_CHECKING:
+    from mypy_extensions import i64  # annotations only: never imported at run time
+
     from .._context import TopologyContext
     from .executor import BoltExecutor
 
@@ -46,45 +46,97 @@ __all__ = [
 
 UINT64_MAX: Final = (1 << 64) - 1
 _WORD_MAX: Final = (1 << 62) - 1  # the largest int a compiled int holds unboxed
-_POOL: Final = 1024  # ids drawn from the generator at once
 _MISSING: Final[Any] = object()
-# Zeroes the top two bits of each id's most significant byte (ids below 2**62).
-_TOP_MASK: Final = bytes(b & 0x3F for b in range(256))
-_TOP_BYTE: Final = 7 if sys.byteorder == "little" else 0
-_ZERO_ID: Final = bytes(8)
-_WORD: Final = "L" if array("L").itemsize == 8 else "Q"  # 64 bits (see batching._WORD)
+# The three multiply-with-carry generators of Ids (base 2**30): for each
+# multiplier a, a * 2**30 - 1 and (a * 2**30 - 2) / 2 are prime and 2**30 is a
+# square modulo the first, so each generator's period is about a * 2**29 (near
+# 2**59), and together (the periods are distinct primes) near 2**177. a and x
+# below 2**30 keep a * x + c on a compiled int's fast path: machine words, no
+# big int ever (mypyc multiplies natively only factors below 2**30).
+_MWC_A1: Final = 747_794_970
+_MWC_A2: Final = 983_243_952
+_MWC_A3: Final = 869_719_956
+_LOW30: Final = (1 << 30) - 1
+
+
+class _Forks:
+    """How many times this process is a fork's child (os.register_at_fork): an
+    Ids seeded by the OS reseeds when this moves, so a forked worker never
+    draws its parent's ids. A native attribute when compiled: a cheap read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def forked(self) -> None:
+        self.count += 1
+
+
+_FORKS: Final = _Forks()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_FORKS.forked)
 
 
 class Ids:
-    """Where a worker draws root and edge ids: random non-zero 62-bit numbers
-    from the OS (os.urandom: nothing to reseed after a fork, so two workers
-    never draw the same ids), or from a seeded generator for repeatable tests.
+    """Where a worker draws root and edge ids: random non-zero 62-bit numbers.
 
-    62 bits, not 64: compiled, an int below 2**62 is a machine word, so the
-    XORs of the ack path allocate nothing (a chance of 2**-62 that a subset of
-    a tree's edges XORs to zero, as against Storm's 2**-64). Ids are drawn
-    1,024 at a time: one call for 8 KiB of random bytes, not one per id."""
+    Three multiply-with-carry generators (Marsaglia's MWC, 30 bits each, see
+    _MWC_A1), seeded from the OS (os.urandom; again in a forked child, so two
+    workers never draw the same ids) or from a seeded generator for
+    repeatable tests. Storm draws its ids from java.util.Random; what matters
+    is that they are unpredictable to the ack path's arithmetic (a subset of a
+    tree's edges XORs to zero with a chance of about 2**-62, as against
+    Storm's 2**-64), not that they are secret.
+
+    62 bits, not 64, and native arithmetic only: compiled, an id is a machine
+    word from its draw to the XORs of the ack path, so drawing one allocates
+    nothing (an int object is made only where an id is stored or sent)."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng
-        self.pool: list[Any] = []
+        # 64-bit machine integers when compiled (plain C arithmetic; every value
+        # stays below 2**62, so nothing can overflow), plain ints interpreted.
+        self.x1: i64 = 0
+        self.c1: i64 = 0
+        self.x2: i64 = 0
+        self.c2: i64 = 0
+        self.x3: i64 = 0
+        self.c3: i64 = 0
+        self.forks = _FORKS.count
+        self.seed()
 
-    def next(self) -> Any:
-        """A random non-zero 62-bit id (typed Any: handed on as the object it is)."""
-        pool = self.pool
-        if pool:
-            return pool.pop()
-        return self._refill()
-
-    def _refill(self) -> Any:
+    def seed(self) -> None:
+        """(Re)start the generators from 24 random bytes."""
         rng = self.rng
-        raw = bytearray(os.urandom(8 * _POOL) if rng is None else rng.randbytes(8 * _POOL))
-        raw[_TOP_BYTE::8] = raw[_TOP_BYTE::8].translate(_TOP_MASK)
-        pool: list[Any] = array(_WORD, raw).tolist()
-        if _ZERO_ID in raw:  # eight zero bytes somewhere (rarely a whole id)
-            pool = [i or 1 for i in pool]
-        self.pool = pool
-        return pool.pop()
+        s = int.from_bytes(os.urandom(24) if rng is None else rng.randbytes(24), "little")
+        # Any x below 2**30 and carry below a but the fixed points (x = c = 0, and
+        # x = 2**30 - 1 with c = a - 1): x below 2**30 - 1, carry from 1.
+        self.x1 = min(s & _LOW30, _LOW30 - 1)
+        self.c1 = ((s >> 30) & _LOW30) % _MWC_A1 or 1
+        self.x2 = min((s >> 60) & _LOW30, _LOW30 - 1)
+        self.c2 = ((s >> 90) & _LOW30) % _MWC_A2 or 1
+        self.x3 = min((s >> 120) & _LOW30, _LOW30 - 1)
+        self.c3 = ((s >> 150) & _LOW30) % _MWC_A3 or 1
+        self.forks = _FORKS.count
+
+    def next(self) -> int:
+        """A random non-zero 62-bit id: 30 bits from each of the first two
+        generators, 2 from the third."""
+        if self.forks != _FORKS.count and self.rng is None:
+            self.seed()
+        t: i64 = _MWC_A1 * self.x1 + self.c1
+        x1 = t & _LOW30
+        self.x1 = x1
+        self.c1 = t >> 30
+        t = _MWC_A2 * self.x2 + self.c2
+        x2 = t & _LOW30
+        self.x2 = x2
+        self.c2 = t >> 30
+        t = _MWC_A3 * self.x3 + self.c3
+        x3 = t & _LOW30
+        self.x3 = x3
+        self.c3 = t >> 30
+        i: i64 = x1 << 32 | x2 << 2 | x3 >> 28
+        return int(i) if i else 1
 
 
 def anchor(anchors: Any, new_id: Callable[[], int]) -> tuple[Any, Any, dict[Any, Any] | None]:

@@ -221,14 +221,13 @@ class BoltCollector(Collector):
                 self._check_default(values, d)
                 dl = self._lookup(d, values)
                 d.count += 1
-                # One new edge: XORed into the anchor's ack value (a machine word,
-                # ids are below 2**62) and carried by the child (as the object).
+                # One new edge (a machine word when compiled: ids are below 2**62):
+                # XORed into the anchor's ack value and carried by the child.
                 e = self.ids.next()
-                ei: int = e
-                a.ack_val ^= ei
+                a.ack_val ^= e
                 local = dl.local
                 if local is not None:
-                    local(Tuple(values, d.meta, self.me, ar, ei))
+                    local(Tuple(values, d.meta, self.me, ar, e))
                 else:
                     rvals = dl.rvals
                     rvals.append(values)
@@ -387,8 +386,7 @@ class SpoutCollector(Collector):
         edges: list[tuple[int, int]] | None = None if hooks is None else []
         for t in tasks:
             e = ids.next()
-            ei: int = e
-            xor ^= ei
+            xor ^= e
             w.deliver(t, values, sid, me, root, e)
             if edges is not None:
                 edges.append((t, e))

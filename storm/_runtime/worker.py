@@ -130,7 +130,7 @@ class Worker:
 
     # -- delivery ----------------------------------------------------------
     def deliver(self, task: int, values: Sequence[Any], sid: int, src: int, root: Any = None,
-                edge: Any = 0, more: dict[Any, Any] | None = None) -> None:
+                edge: int = 0, more: dict[Any, Any] | None = None) -> None:
         """Hand one tuple to task `task`: its inbox here, else its worker's group."""
         inbox = self._local_inbox_get(task)
         if inbox is not None:
