@@ -4,6 +4,7 @@ produces (spout init, bolt acks and fails) in every delivery order."""
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,36 @@ def test_seeded_ids_repeat_and_unseeded_ones_differ() -> None:
     b = Ids(random.Random(7))
     assert [a.next() for _ in range(3000)] == [b.next() for _ in range(3000)]
     assert len({Ids().next() for _ in range(50)}) == 50
+
+
+def test_seeded_ids_are_the_same_numbers_compiled_and_interpreted() -> None:
+    # The generators run in 64-bit machine integers when compiled: the suite runs
+    # compiled and pure-Python, and both must draw exactly these.
+    ids = Ids(random.Random(7))
+    assert [ids.next() for _ in range(3)] == [
+        1890514869540109156, 3357071227403944067, 2788922353750101105]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    ids = Ids()
+    ids.next()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent, and out at once
+        try:
+            os.write(write_end, b",".join(str(ids.next()).encode() for _ in range(20)))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as f:
+            child = [int(x) for x in f.read().split(b",")]
+    finally:
+        os.waitpid(pid, 0)
+    parent = [ids.next() for _ in range(20)]
+    assert len(child) == 20
+    assert not set(child) & set(parent)
 
 
 # -- the acker -------------------------------------------------------------------------
