@@ -447,6 +447,7 @@ class AckTracker:
         self.n = len(ackers)
         self.ids = ids
         self.pending: dict[Any, Any] = {}  # root -> folded value since the last flush
+        self.spare: dict[Any, Any] = {}  # the other one: flush() swaps them
         self.inits: dict[Any, int] = {}  # root -> spout task, init not sent yet
         # acker task of this worker -> (its executor's stats, its trees)
         self.local_ackers: dict[int, tuple[TaskStats, AckerTrees]] = {}
@@ -582,8 +583,9 @@ class AckTracker:
         pending = self.pending
         if not pending:
             return
-        items = list(pending.items())
-        pending.clear()
+        # Swapped, not copied: what this flush sets off (a spout's ack that emits)
+        # folds into the other dict, and this one is read in place.
+        self.pending = self.spare
         inits = self.inits
         ackers = self.ackers
         n = self.n
@@ -592,39 +594,43 @@ class AckTracker:
         assert finish is not None and deliver is not None
         local_ackers = self.local_ackers
         remote: dict[int, list[Any]] = {}
-        for root, value in items:
-            spout_task = 0
-            if inits:
-                # get + del, not pop with a default (a method found by name, compiled)
-                st = inits.get(root)
-                if st is not None:
-                    del inits[root]
-                    spout_task = st
-            v: int = value  # a machine word when compiled: native tests against 0
-            if spout_task and v == 0:
-                finish(spout_task, root, True)
-                continue
-            if v == 0 and not spout_task:
-                continue
-            r: int = root  # a machine word when compiled: a native modulo and index
-            acker = ackers[r % n]
-            local = local_ackers.get(acker)
-            if local is not None:
-                # The tree's acker lives here: fold directly, no tuple, no queue.
-                stats, trees = local
-                trees.fold(root, value, spout_task)
-                stats.executed += 1
-            elif spout_task:
-                deliver(acker, [root, value, spout_task], self.init_sids[spout_task], spout_task)
-            elif self.send_acks is None:
-                deliver(acker, [root, value], self.ack_sid, self.ack_src)
-            else:
-                flat = remote.get(acker)
-                if flat is None:
-                    remote[acker] = [root, value]
+        try:
+            for root, value in pending.items():
+                spout_task = 0
+                if inits:
+                    # get + del, not pop with a default (a method found by name, compiled)
+                    st = inits.get(root)
+                    if st is not None:
+                        del inits[root]
+                        spout_task = st
+                v: int = value  # a machine word when compiled: native tests against 0
+                if spout_task and v == 0:
+                    finish(spout_task, root, True)
+                    continue
+                if v == 0 and not spout_task:
+                    continue
+                r: int = root  # a machine word when compiled: a native modulo and index
+                acker = ackers[r % n]
+                local = local_ackers.get(acker)
+                if local is not None:
+                    # The tree's acker lives here: fold directly, no tuple, no queue.
+                    stats, trees = local
+                    trees.fold(root, value, spout_task)
+                    stats.executed += 1
+                elif spout_task:
+                    deliver(acker, [root, value, spout_task], self.init_sids[spout_task], spout_task)
+                elif self.send_acks is None:
+                    deliver(acker, [root, value], self.ack_sid, self.ack_src)
                 else:
-                    flat.append(root)
-                    flat.append(value)
+                    flat = remote.get(acker)
+                    if flat is None:
+                        remote[acker] = [root, value]
+                    else:
+                        flat.append(root)
+                        flat.append(value)
+        finally:
+            pending.clear()
+            self.spare = pending
         if remote:
             send = self.send_acks
             assert send is not None

@@ -321,8 +321,9 @@ class SpoutExecutor(Executor):
         self.collector: SpoutCollector | None = None
         # The spout's ack and fail, looked up once (again after open, which
         # may set them): not by name per tree.
-        self.user_ack: Callable[[Any], Any] = self.instance.ack
-        self.user_fail: Callable[[Any], Any] = self.instance.fail
+        # None: the spout's is Spout's own, which does nothing (nothing to call).
+        self.user_ack: Callable[[Any], Any] | None = _own(self.instance.ack, Spout.ack)
+        self.user_fail: Callable[[Any], Any] | None = _own(self.instance.fail, Spout.fail)
 
     def bind(self) -> None:
         self.collector = SpoutCollector(self, self.hooks)
@@ -333,8 +334,8 @@ class SpoutExecutor(Executor):
         if type(inst).initialize is not Spout.initialize:
             inst.initialize(self.conf, self.context)
         inst.open(self.conf, self.context)
-        self.user_ack = inst.ack
-        self.user_fail = inst.fail
+        self.user_ack = _own(inst.ack, Spout.ack)
+        self.user_fail = _own(inst.fail, Spout.fail)
 
     def fail_unencodable(self, tup: Tuple) -> None:
         if tup.root is not None:
@@ -360,19 +361,23 @@ class SpoutExecutor(Executor):
         self.stats.acked += 1
         if self.hooks is not None:
             self.hooks.spout_acked(self, msg_id)
-        try:
-            self.user_ack(msg_id)
-        except Exception as exc:
-            self.record_error(exc, "ack")
+        user_ack = self.user_ack
+        if user_ack is not None:
+            try:
+                user_ack(msg_id)
+            except Exception as exc:
+                self.record_error(exc, "ack")
 
     def _fail(self, msg_id: Any) -> None:
         self.stats.failed += 1
         if self.hooks is not None:
             self.hooks.spout_failed(self, msg_id)
-        try:
-            self.user_fail(msg_id)
-        except Exception as exc:
-            self.record_error(exc, "fail")
+        user_fail = self.user_fail
+        if user_fail is not None:
+            try:
+                user_fail(msg_id)
+            except Exception as exc:
+                self.record_error(exc, "fail")
 
     def finish(self, root: Any, ok: bool) -> None:
         """The tree `root` completed (ok) or failed: tell the user's spout."""
@@ -453,3 +458,9 @@ class SpoutExecutor(Executor):
             self.instance.close()
         except Exception as exc:
             self.record_error(exc, "close")
+
+
+def _own(method: Callable[[Any], Any], base: Callable[..., Any]) -> Callable[[Any], Any] | None:
+    """A spout's ack or fail, or None when it is `base`, the Spout method that
+    does nothing (a spout that does not define it pays no call per tree)."""
+    return None if getattr(method, "__func__", None) is base else method
