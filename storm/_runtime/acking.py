@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from array import array
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -58,6 +60,14 @@ _MWC_A1: Final = 747_794_970
 _MWC_A2: Final = 983_243_952
 _MWC_A3: Final = 869_719_956
 _LOW30: Final = (1 << 30) - 1
+_POOL: Final = 1024  # ids drawn at once by the interpreted generator
+# Zeroes the top two bits of each id's most significant byte (ids below 2**62).
+_TOP_MASK: Final = bytes(b & 0x3F for b in range(256))
+_TOP_BYTE: Final = 7 if sys.byteorder == "little" else 0
+_ZERO_ID: Final = bytes(8)
+_WORD: Final = "L" if array("L").itemsize == 8 else "Q"  # 64 bits (see batching._WORD)
+# Whether this module runs compiled (mypyc's extension module, not this file).
+_COMPILED: Final = not (__file__ or "").endswith(".py")
 
 
 class _Forks:
@@ -78,22 +88,32 @@ if hasattr(os, "register_at_fork"):
 
 
 class Ids:
-    """Where a worker draws root and edge ids: random non-zero 62-bit numbers.
+    """Where a worker draws root and edge ids: random non-zero 62-bit numbers,
+    seeded by the OS (os.urandom; again in a forked child, so two workers
+    never draw the same ids) or drawn from a seeded generator for repeatable
+    tests. Storm draws its ids from java.util.Random: what matters is that
+    they are unrelated to the ack path's XOR arithmetic (a subset of a tree's
+    edges XORs to zero with a chance of about 2**-62, as against Storm's
+    2**-64), not that they are secret.
 
-    Three multiply-with-carry generators (Marsaglia's MWC, 30 bits each, see
-    _MWC_A1), seeded from the OS (os.urandom; again in a forked child, so two
-    workers never draw the same ids) or from a seeded generator for
-    repeatable tests. Storm draws its ids from java.util.Random; what matters
-    is that they are unpredictable to the ack path's arithmetic (a subset of a
-    tree's edges XORs to zero with a chance of about 2**-62, as against
-    Storm's 2**-64), not that they are secret.
+    62 bits, not 64: compiled, an int below 2**62 is a machine word, so the
+    XORs of the ack path allocate nothing. Two generators, one per build,
+    each the cheap one there (`machine_words`):
 
-    62 bits, not 64, and native arithmetic only: compiled, an id is a machine
-    word from its draw to the XORs of the ack path, so drawing one allocates
-    nothing (an int object is made only where an id is stored or sent)."""
+    - compiled (and not seeded): three multiply-with-carry generators
+      (Marsaglia's MWC, 30 bits each, see _MWC_A1) in 64-bit machine integers.
+      An id is a machine word from its draw to the XORs: drawing one allocates
+      nothing, an int object is made only where an id is stored or sent.
+    - interpreted, or seeded: 1,024 ids at a time from 8 KiB of random bytes
+      (os.urandom, or the seeded generator's), read as one array of 64-bit
+      words: one C call per 1,024 ids, where the generators' arithmetic would
+      be some 30 interpreted operations per id. A seeded Ids thus draws the
+      same ids compiled and interpreted."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, machine_words: bool | None = None) -> None:
         self.rng = rng
+        self.machine_words = (rng is None and _COMPILED) if machine_words is None else machine_words
+        self.pool: list[int] = []
         # 64-bit machine integers when compiled (plain C arithmetic; every value
         # stays below 2**62, so nothing can overflow), plain ints interpreted.
         self.x1: i64 = 0
@@ -103,7 +123,8 @@ class Ids:
         self.x3: i64 = 0
         self.c3: i64 = 0
         self.forks = _FORKS.count
-        self.seed()
+        if self.machine_words:
+            self.seed()
 
     def seed(self) -> None:
         """(Re)start the generators from 24 random bytes."""
@@ -119,25 +140,48 @@ class Ids:
         self.c3 = ((s >> 150) & _LOW30) % _MWC_A3 or 1
         self.forks = _FORKS.count
 
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's draws (a seeded Ids goes on)."""
+        self.forks = _FORKS.count
+        if self.rng is None:
+            self.pool = []
+            if self.machine_words:
+                self.seed()
+
     def next(self) -> int:
-        """A random non-zero 62-bit id: 30 bits from each of the first two
-        generators, 2 from the third."""
-        if self.forks != _FORKS.count and self.rng is None:
-            self.seed()
-        t: i64 = _MWC_A1 * self.x1 + self.c1
-        x1 = t & _LOW30
-        self.x1 = x1
-        self.c1 = t >> 30
-        t = _MWC_A2 * self.x2 + self.c2
-        x2 = t & _LOW30
-        self.x2 = x2
-        self.c2 = t >> 30
-        t = _MWC_A3 * self.x3 + self.c3
-        x3 = t & _LOW30
-        self.x3 = x3
-        self.c3 = t >> 30
-        i: i64 = x1 << 32 | x2 << 2 | x3 >> 28
-        return int(i) if i else 1
+        """A random non-zero 62-bit id."""
+        if self.forks != _FORKS.count:
+            self._forked()
+        if self.machine_words:
+            # 30 bits from each of the first two generators, 2 from the third.
+            t: i64 = _MWC_A1 * self.x1 + self.c1
+            x1 = t & _LOW30
+            self.x1 = x1
+            self.c1 = t >> 30
+            t = _MWC_A2 * self.x2 + self.c2
+            x2 = t & _LOW30
+            self.x2 = x2
+            self.c2 = t >> 30
+            t = _MWC_A3 * self.x3 + self.c3
+            x3 = t & _LOW30
+            self.x3 = x3
+            self.c3 = t >> 30
+            i: i64 = x1 << 32 | x2 << 2 | x3 >> 28
+            return int(i) if i else 1
+        pool = self.pool
+        if pool:
+            return pool.pop()
+        return self._refill()
+
+    def _refill(self) -> int:
+        rng = self.rng
+        raw = bytearray(os.urandom(8 * _POOL) if rng is None else rng.randbytes(8 * _POOL))
+        raw[_TOP_BYTE::8] = raw[_TOP_BYTE::8].translate(_TOP_MASK)
+        pool: list[int] = array(_WORD, raw).tolist()
+        if _ZERO_ID in raw:  # eight zero bytes somewhere (rarely a whole id)
+            pool = [i or 1 for i in pool]
+        self.pool = pool
+        return pool.pop()
 
 
 def anchor(anchors: Any, new_id: Callable[[], int]) -> tuple[Any, Any, dict[Any, Any] | None]:

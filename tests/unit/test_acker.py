@@ -131,16 +131,32 @@ def test_seeded_ids_repeat_and_unseeded_ones_differ() -> None:
 
 
 def test_seeded_ids_are_the_same_numbers_compiled_and_interpreted() -> None:
-    # The generators run in 64-bit machine integers when compiled: the suite runs
-    # compiled and pure-Python, and both must draw exactly these.
-    ids = Ids(random.Random(7))
-    assert [ids.next() for _ in range(3)] == [
+    # The suite runs compiled and pure-Python, and both must draw exactly these:
+    # the multiply-with-carry generators run in 64-bit machine integers when
+    # compiled, and a seeded Ids draws from its pool in both builds.
+    mwc = Ids(random.Random(7), machine_words=True)
+    assert [mwc.next() for _ in range(3)] == [
         1890514869540109156, 3357071227403944067, 2788922353750101105]
+    pooled = Ids(random.Random(7))
+    assert not pooled.machine_words
+    assert [pooled.next() for _ in range(3)] == [
+        4244735578660082708, 3953650018125175471, 76764311875299180]
+
+
+@pytest.mark.parametrize("machine_words", [True, False])
+def test_both_generators_draw_nonzero_62_bit_ids(machine_words: bool) -> None:
+    gen = Ids(machine_words=machine_words)
+    ids = [gen.next() for _ in range(5000)]
+    assert all(0 < i < 2**62 for i in ids)
+    assert len(set(ids)) == 5000
+    assert sum(i >> 61 for i in ids) > 2000  # the top bit is as often set as not
+    assert sum(i & 1 for i in ids) > 2000  # and the lowest
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
-    ids = Ids()
+@pytest.mark.parametrize("machine_words", [True, False])
+def test_a_forked_child_draws_other_ids_than_its_parent(machine_words: bool) -> None:
+    ids = Ids(machine_words=machine_words)
     ids.next()
     read_end, write_end = os.pipe()
     pid = os.fork()
