@@ -361,23 +361,22 @@ class SpoutExecutor(Executor):
         self.stats.acked += 1
         if self.hooks is not None:
             self.hooks.spout_acked(self, msg_id)
-        user_ack = self.user_ack
-        if user_ack is not None:
-            try:
-                user_ack(msg_id)
-            except Exception as exc:
-                self.record_error(exc, "ack")
+        if self.user_ack is not None:
+            self._tell(self.user_ack, msg_id, "ack")
 
     def _fail(self, msg_id: Any) -> None:
         self.stats.failed += 1
         if self.hooks is not None:
             self.hooks.spout_failed(self, msg_id)
-        user_fail = self.user_fail
-        if user_fail is not None:
-            try:
-                user_fail(msg_id)
-            except Exception as exc:
-                self.record_error(exc, "fail")
+        if self.user_fail is not None:
+            self._tell(self.user_fail, msg_id, "fail")
+
+    def _tell(self, method: Callable[[Any], Any], msg_id: Any, where: str) -> None:
+        """Call the spout's ack or fail; what it raises is recorded on the task."""
+        try:
+            method(msg_id)
+        except Exception as exc:
+            self.record_error(exc, where)
 
     def finish(self, root: Any, ok: bool) -> None:
         """The tree `root` completed (ok) or failed: tell the user's spout."""
